@@ -1,0 +1,982 @@
+//! The worker's configuration file: one YAML document, every knob documented, unknown keys rejected.
+//!
+//! [`WorkerConfig::from_yaml`] is the only way in: it parses with unknown-key rejection and then
+//! [`WorkerConfig::validate`]s every cross-field rule, so the rest of the worker only ever sees a
+//! configuration whose values are in range. Errors name the dotted key (`sentinel.batch_size`) and the
+//! problem. Secrets never appear here: the file names the environment variable or file that holds them.
+
+use crate::duration::HumanDuration;
+use crate::format::LogFormat;
+use crate::limits::{LOGS_INGESTION_SCOPE, MAX_REQUEST_BYTES_UNCOMPRESSED};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// One problem with one configuration key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the key, e.g. `sentinel.batch_size`.
+    pub key: String,
+    /// What is wrong with it, in words a user can act on.
+    pub problem: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read config file {path}: {source}")]
+    Read {
+        /// The path that was read.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key or a value of the wrong type.
+    #[error("invalid config at `{key}`: {message}")]
+    Syntax {
+        /// Dotted path of the offending key (`.` when the document itself is wrong).
+        key: String,
+        /// The parser's message, with line and column where known.
+        message: String,
+    },
+    /// Values parsed but break a rule.
+    #[error("invalid config:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// The whole worker configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Where the logs come from: the S3 bucket, prefixes and how fast to read them.
+    pub aws: AwsConfig,
+    /// How objects are decoded and parsed into records.
+    pub parser: ParserConfig,
+    /// Where records go: the Azure Monitor Logs Ingestion endpoint, DCR and stream, and how to batch.
+    pub sentinel: SentinelConfig,
+    /// Circuit breaker around the Sentinel sink.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Where progress is recorded so a restart resumes without loss.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Where records that cannot be delivered are kept, with the reason.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// The admin HTTP server: `/metrics`, `/healthz`, `/readyz`.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Graceful shutdown on SIGTERM.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// Log output.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// The S3 source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// AWS region of the bucket, e.g. `us-east-1`.
+    pub region: String,
+    /// Bucket to read.
+    pub bucket: String,
+    /// Key prefixes to read (each listed on its own); the default `[""]` reads the whole bucket.
+    #[serde(default = "default_prefixes")]
+    pub prefixes: Vec<String>,
+    /// S3-compatible endpoint URL (MinIO, LocalStack, a VPC endpoint). Unset means AWS's own endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Use path-style addressing (`endpoint/bucket/key`); needed by most S3-compatible stores.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Objects requested per ListObjectsV2 page (S3 `MaxKeys`, 1–1000). Lower it to spread discovery
+    /// out; raise it to discover large backlogs with fewer requests.
+    #[serde(default = "default_aws_batch_size")]
+    pub batch_size: u32,
+    /// S3 requests per second across the whole worker (token bucket shared by List and Get).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: f64,
+    /// Token-bucket burst: requests that may be made at once after a quiet period. Defaults to
+    /// `ceil(rate_limit)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_burst: Option<u32>,
+    /// Objects downloaded and parsed at the same time.
+    #[serde(default = "default_max_concurrent_downloads")]
+    pub max_concurrent_downloads: u32,
+    /// Pause between discovery passes once the listed prefixes are exhausted.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// How long S3 may go without sending a byte before a request is abandoned and retried.
+    #[serde(default = "default_s3_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Attempts the AWS SDK makes per S3 request (its own retry, with backoff). Object-level retries
+    /// on top of this are `object_attempts`.
+    #[serde(default = "default_sdk_attempts")]
+    pub sdk_max_attempts: u32,
+    /// Times one object is tried end to end (download, decode, parse) in a row. Attempts are retried in
+    /// place only while nothing of the object was handed on; after that, or when attempts run out, the
+    /// object is offered again by a later discovery pass (its records then count as possible duplicates).
+    #[serde(default = "default_object_attempts")]
+    pub object_attempts: u32,
+    /// Pause applied to all S3 requests after S3 answers `SlowDown`/503, doubled on repeats up to 64x.
+    #[serde(default = "default_slowdown_backoff")]
+    pub slowdown_backoff: HumanDuration,
+}
+
+/// How objects become records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParserConfig {
+    /// The log format of every object this worker reads.
+    pub format: LogFormat,
+    /// Largest record accepted, in bytes, both as read (one line or one JSON record) and as serialised
+    /// for Sentinel. Larger records are dead-lettered with reason `oversize`.
+    #[serde(default = "default_max_size_bytes")]
+    pub max_size_bytes: u64,
+    /// Compression of the objects: `auto` detects gzip (also multi-member) and zstd by their magic
+    /// bytes and treats anything else as plain text.
+    #[serde(default)]
+    pub compression: ObjectCompression,
+    /// Cap on decompressed bytes per object, a guard against decompression bombs. An object that
+    /// exceeds it is dead-lettered with reason `decompressed_too_large`.
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub max_decompressed_bytes: u64,
+}
+
+/// Compression of S3 objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectCompression {
+    /// Detect by magic bytes.
+    #[default]
+    Auto,
+    /// Always gzip.
+    Gzip,
+    /// Always zstd.
+    Zstd,
+    /// Never compressed.
+    None,
+}
+
+/// The Azure Monitor Logs Ingestion sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// Data collection endpoint (DCE) or DCR ingestion endpoint, e.g.
+    /// `https://my-dce-abcd.eastus-1.ingest.monitor.azure.com`.
+    pub endpoint: String,
+    /// Immutable id of the data collection rule, `dcr-` followed by 32 hex digits.
+    pub dcr_immutable_id: String,
+    /// Stream declared in the DCR: `Custom-<name>` for custom streams or `Microsoft-<table>`.
+    pub stream_name: String,
+    /// Records per request at most; a request is also closed at 1,000,000 bytes.
+    #[serde(default = "default_sentinel_batch_size")]
+    pub batch_size: u32,
+    /// Longest a record waits in a partly filled batch before the batch is sent.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout: HumanDuration,
+    /// Requests in flight to the Logs Ingestion API at the same time (ADR-008).
+    #[serde(default = "default_max_concurrent_batches")]
+    pub max_concurrent_batches: u32,
+    /// Request body compression.
+    #[serde(default)]
+    pub compression: SinkCompression,
+    /// gzip level, 1 (fastest) to 9 (smallest).
+    #[serde(default = "default_compression_level")]
+    pub compression_level: u32,
+    /// Cap on one request's uncompressed JSON body, in bytes (at most 1,000,000).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: u32,
+    /// Timeout of one HTTP request, connection included.
+    #[serde(default = "default_sentinel_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Retries of a batch on 408, 429, 5xx (not 501) and connection errors.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// How the worker gets an Entra ID token.
+    pub auth: SentinelAuthConfig,
+    /// Allow a plain-http endpoint (the local emulator). Never set this for a real workspace.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+/// Request body compression for the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkCompression {
+    /// `Content-Encoding: gzip`.
+    #[default]
+    Gzip,
+    /// Uncompressed JSON.
+    None,
+}
+
+/// Retry policy of the sink: jittered exponential backoff, with `Retry-After` honoured when given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts per batch including the first; then the batch is dead-lettered with reason
+    /// `retries_exhausted`. 0 means retry until shutdown.
+    #[serde(default = "default_retry_attempts")]
+    pub max_attempts: u32,
+    /// First backoff.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    /// Backoff cap (also the cap applied to a server's `Retry-After`).
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_retry_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+/// How the worker authenticates to Microsoft Entra ID.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelAuthConfig {
+    /// `client_secret` (app registration with a secret) or `workload_identity` (federated token file,
+    /// as injected by Azure Workload Identity on Kubernetes).
+    pub method: AuthMethod,
+    /// Directory (tenant) id; falls back to the `AZURE_TENANT_ID` environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Application (client) id; falls back to `AZURE_CLIENT_ID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Environment variable holding the client secret (method `client_secret`).
+    #[serde(default = "default_client_secret_env")]
+    pub client_secret_env: String,
+    /// File holding the client secret; read instead of `client_secret_env` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// Federated token file (method `workload_identity`); falls back to `AZURE_FEDERATED_TOKEN_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated_token_file: Option<PathBuf>,
+    /// Entra authority; falls back to `AZURE_AUTHORITY_HOST`, then `https://login.microsoftonline.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// OAuth scope of the token.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+/// Entra ID credential kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Client credentials with a client secret.
+    ClientSecret,
+    /// Client credentials with a federated token as client assertion.
+    WorkloadIdentity,
+}
+
+/// Circuit breaker thresholds (ADR-002).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failed requests that open the breaker.
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    /// Time the breaker stays open before one probe request is let through (half-open).
+    #[serde(default = "default_reset_timeout")]
+    pub reset_timeout: HumanDuration,
+    /// Successful probes needed in half-open state to close the breaker again.
+    #[serde(default = "default_success_threshold")]
+    pub success_threshold: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failure_threshold: default_failure_threshold(),
+            reset_timeout: default_reset_timeout(),
+            success_threshold: default_success_threshold(),
+        }
+    }
+}
+
+/// Checkpoint store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// File the checkpoint is written to (atomically: temporary file, fsync, rename).
+    #[serde(default = "default_checkpoint_path")]
+    pub path: PathBuf,
+    /// Longest time a completed object waits before the checkpoint file records it.
+    #[serde(default = "default_checkpoint_flush")]
+    pub flush_interval: HumanDuration,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            path: default_checkpoint_path(),
+            flush_interval: default_checkpoint_flush(),
+        }
+    }
+}
+
+/// Dead-letter sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// JSON lines files in a local directory (one file per worker run, rotated by size).
+    Local {
+        /// Directory for the files.
+        #[serde(default = "default_dead_letter_dir")]
+        directory: PathBuf,
+    },
+    /// JSON lines objects under an S3 prefix (uses the source's AWS credentials and endpoint).
+    S3 {
+        /// Bucket to write to.
+        bucket: String,
+        /// Key prefix, e.g. `s3-sentinel/dead-letter/`.
+        #[serde(default = "default_dead_letter_prefix")]
+        prefix: String,
+    },
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig::Local {
+            directory: default_dead_letter_dir(),
+        }
+    }
+}
+
+/// Admin HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long in-flight objects and batches may take to finish before the worker exits.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: HumanDuration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `text` for people, `json` for log pipelines.
+    #[serde(default)]
+    pub format: LogOutput,
+    /// `tracing` filter directive, e.g. `info` or `info,s3_sentinel_worker::sink=debug`; `RUST_LOG`
+    /// overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            format: LogOutput::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+/// Log line encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogOutput {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_prefixes() -> Vec<String> {
+    vec![String::new()]
+}
+fn default_aws_batch_size() -> u32 {
+    1000
+}
+fn default_rate_limit() -> f64 {
+    10.0
+}
+fn default_max_concurrent_downloads() -> u32 {
+    4
+}
+fn default_poll_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_s3_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_sdk_attempts() -> u32 {
+    3
+}
+fn default_object_attempts() -> u32 {
+    3
+}
+fn default_slowdown_backoff() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_max_size_bytes() -> u64 {
+    512 * 1024
+}
+fn default_max_decompressed_bytes() -> u64 {
+    16 * 1024 * 1024 * 1024
+}
+fn default_sentinel_batch_size() -> u32 {
+    1000
+}
+fn default_batch_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_max_concurrent_batches() -> u32 {
+    4
+}
+fn default_compression_level() -> u32 {
+    1
+}
+fn default_max_request_bytes() -> u32 {
+    MAX_REQUEST_BYTES_UNCOMPRESSED as u32
+}
+fn default_sentinel_request_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_retry_attempts() -> u32 {
+    12
+}
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_client_secret_env() -> String {
+    "AZURE_CLIENT_SECRET".to_owned()
+}
+fn default_scope() -> String {
+    LOGS_INGESTION_SCOPE.to_owned()
+}
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_reset_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_success_threshold() -> u32 {
+    1
+}
+fn default_checkpoint_path() -> PathBuf {
+    PathBuf::from("/var/lib/s3-sentinel/checkpoint.json")
+}
+fn default_checkpoint_flush() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+fn default_dead_letter_dir() -> PathBuf {
+    PathBuf::from("/var/lib/s3-sentinel/dead-letter")
+}
+fn default_dead_letter_prefix() -> String {
+    "s3-sentinel/dead-letter/".to_owned()
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+fn default_drain_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl WorkerConfig {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<WorkerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        WorkerConfig::from_yaml(&text)
+    }
+
+    /// Parses and validates a configuration document.
+    pub fn from_yaml(text: &str) -> Result<WorkerConfig, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: WorkerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Syntax {
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the configuration as YAML (what the operator writes into the worker's ConfigMap).
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        serde_yaml::to_string(self)
+    }
+
+    /// Checks every rule that serde's types cannot express, collecting all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, problem: String| {
+            errors.push(FieldError {
+                key: key.to_owned(),
+                problem,
+            })
+        };
+
+        let aws = &self.aws;
+        if aws.region.trim().is_empty() {
+            bad("aws.region", "must not be empty".into());
+        }
+        if !is_valid_bucket_name(&aws.bucket) {
+            bad(
+                "aws.bucket",
+                format!(
+                    "`{}` is not a valid S3 bucket name (3-63 chars of a-z, 0-9, `.`, `-`)",
+                    aws.bucket
+                ),
+            );
+        }
+        if aws.prefixes.is_empty() {
+            bad(
+                "aws.prefixes",
+                "must list at least one prefix (use \"\" for the whole bucket)".into(),
+            );
+        }
+        for (i, p) in aws.prefixes.iter().enumerate() {
+            if aws.prefixes[..i]
+                .iter()
+                .any(|q| p.starts_with(q.as_str()) || q.starts_with(p.as_str()))
+            {
+                bad(
+                    &format!("aws.prefixes[{i}]"),
+                    format!("`{p}` overlaps another prefix; objects would be read twice"),
+                );
+            }
+        }
+        if let Some(url) = &aws.endpoint_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bad(
+                "aws.endpoint_url",
+                format!("`{url}` must start with https:// or http://"),
+            );
+        }
+        if !(1..=1000).contains(&aws.batch_size) {
+            bad(
+                "aws.batch_size",
+                format!("{} is out of range 1..=1000 (S3 MaxKeys)", aws.batch_size),
+            );
+        }
+        if !(aws.rate_limit.is_finite() && aws.rate_limit > 0.0 && aws.rate_limit <= 10_000.0) {
+            bad(
+                "aws.rate_limit",
+                format!(
+                    "{} must be a number of requests per second in (0, 10000]",
+                    aws.rate_limit
+                ),
+            );
+        }
+        if aws.rate_limit_burst == Some(0) {
+            bad("aws.rate_limit_burst", "must be at least 1".into());
+        }
+        if !(1..=256).contains(&aws.max_concurrent_downloads) {
+            bad(
+                "aws.max_concurrent_downloads",
+                format!("{} is out of range 1..=256", aws.max_concurrent_downloads),
+            );
+        }
+        if aws.poll_interval.get().is_zero() {
+            bad("aws.poll_interval", "must be greater than zero".into());
+        }
+        if aws.sdk_max_attempts == 0 {
+            bad("aws.sdk_max_attempts", "must be at least 1".into());
+        }
+        if aws.object_attempts == 0 {
+            bad("aws.object_attempts", "must be at least 1".into());
+        }
+
+        let parser = &self.parser;
+        let max_record = MAX_REQUEST_BYTES_UNCOMPRESSED as u64 - 2;
+        if parser.max_size_bytes == 0 || parser.max_size_bytes > max_record {
+            bad(
+                "parser.max_size_bytes",
+                format!(
+                    "{} is out of range 1..={max_record} (a record must fit in one request)",
+                    parser.max_size_bytes
+                ),
+            );
+        }
+        if parser.max_decompressed_bytes == 0 {
+            bad(
+                "parser.max_decompressed_bytes",
+                "must be greater than zero".into(),
+            );
+        }
+
+        let s = &self.sentinel;
+        if s.endpoint.starts_with("http://") {
+            if !s.allow_insecure_http {
+                bad(
+                    "sentinel.endpoint",
+                    format!(
+                        "`{}` is plain http; use https (or set sentinel.allow_insecure_http for the local emulator)",
+                        s.endpoint
+                    ),
+                );
+            }
+        } else if !s.endpoint.starts_with("https://") {
+            bad(
+                "sentinel.endpoint",
+                format!("`{}` must be an https:// URL", s.endpoint),
+            );
+        }
+        if !is_valid_dcr_id(&s.dcr_immutable_id) {
+            bad(
+                "sentinel.dcr_immutable_id",
+                format!(
+                    "`{}` is not a DCR immutable id (`dcr-` followed by 32 hex digits)",
+                    s.dcr_immutable_id
+                ),
+            );
+        }
+        if !is_valid_stream_name(&s.stream_name) {
+            bad(
+                "sentinel.stream_name",
+                format!(
+                    "`{}` must be `Custom-<name>` or `Microsoft-<table>` (letters, digits, `_`)",
+                    s.stream_name
+                ),
+            );
+        }
+        if !(1..=100_000).contains(&s.batch_size) {
+            bad(
+                "sentinel.batch_size",
+                format!("{} is out of range 1..=100000", s.batch_size),
+            );
+        }
+        if s.batch_timeout.get().is_zero() {
+            bad("sentinel.batch_timeout", "must be greater than zero".into());
+        }
+        if !(1..=64).contains(&s.max_concurrent_batches) {
+            bad(
+                "sentinel.max_concurrent_batches",
+                format!("{} is out of range 1..=64", s.max_concurrent_batches),
+            );
+        }
+        if !(1..=9).contains(&s.compression_level) {
+            bad(
+                "sentinel.compression_level",
+                format!("{} is out of range 1..=9", s.compression_level),
+            );
+        }
+        if s.max_request_bytes as usize > MAX_REQUEST_BYTES_UNCOMPRESSED || s.max_request_bytes < 1024 {
+            bad(
+                "sentinel.max_request_bytes",
+                format!(
+                    "{} is out of range 1024..={MAX_REQUEST_BYTES_UNCOMPRESSED}",
+                    s.max_request_bytes
+                ),
+            );
+        }
+        if (s.max_request_bytes as u64) < parser.max_size_bytes + 2 {
+            bad(
+                "parser.max_size_bytes",
+                format!(
+                    "{} does not fit in sentinel.max_request_bytes ({}); lower one or raise the other",
+                    parser.max_size_bytes, s.max_request_bytes
+                ),
+            );
+        }
+        if s.request_timeout.get().is_zero() {
+            bad("sentinel.request_timeout", "must be greater than zero".into());
+        }
+        if s.retry.initial_backoff.get().is_zero() {
+            bad(
+                "sentinel.retry.initial_backoff",
+                "must be greater than zero".into(),
+            );
+        }
+        if s.retry.max_backoff < s.retry.initial_backoff {
+            bad(
+                "sentinel.retry.max_backoff",
+                "must not be shorter than sentinel.retry.initial_backoff".into(),
+            );
+        }
+        let auth = &s.auth;
+        if auth.scope.trim().is_empty() {
+            bad("sentinel.auth.scope", "must not be empty".into());
+        }
+        if let Some(host) = &auth.authority_host
+            && !(host.starts_with("https://") || (s.allow_insecure_http && host.starts_with("http://")))
+        {
+            bad(
+                "sentinel.auth.authority_host",
+                format!("`{host}` must be an https:// URL"),
+            );
+        }
+        if auth.method == AuthMethod::ClientSecret
+            && auth.client_secret_file.is_none()
+            && auth.client_secret_env.trim().is_empty()
+        {
+            bad(
+                "sentinel.auth.client_secret_env",
+                "must name an environment variable".into(),
+            );
+        }
+
+        let cb = &self.circuit_breaker;
+        if cb.failure_threshold == 0 {
+            bad("circuit_breaker.failure_threshold", "must be at least 1".into());
+        }
+        if cb.success_threshold == 0 {
+            bad("circuit_breaker.success_threshold", "must be at least 1".into());
+        }
+        if cb.reset_timeout.get().is_zero() {
+            bad(
+                "circuit_breaker.reset_timeout",
+                "must be greater than zero".into(),
+            );
+        }
+        if self.checkpoint.flush_interval.get().is_zero() {
+            bad("checkpoint.flush_interval", "must be greater than zero".into());
+        }
+        if let DeadLetterConfig::S3 { bucket, .. } = &self.dead_letter
+            && !is_valid_bucket_name(bucket)
+        {
+            bad(
+                "dead_letter.bucket",
+                format!("`{bucket}` is not a valid S3 bucket name"),
+            );
+        }
+        if let Err(e) = self.logging.level.parse::<LevelCheck>() {
+            bad("logging.level", e);
+        }
+
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// The token-bucket burst actually used.
+    pub fn rate_limit_burst(&self) -> u32 {
+        self.aws
+            .rate_limit_burst
+            .unwrap_or_else(|| self.aws.rate_limit.ceil().max(1.0) as u32)
+    }
+}
+
+/// Light check of a `tracing` filter directive without depending on `tracing-subscriber` here.
+struct LevelCheck;
+
+impl std::str::FromStr for LevelCheck {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+        for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let level = directive.rsplit('=').next().unwrap_or(directive);
+            if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "`{directive}` does not end in a level ({})",
+                    LEVELS.join(", ")
+                ));
+            }
+        }
+        Ok(LevelCheck)
+    }
+}
+
+/// S3 bucket naming rules (the subset that matters for catching typos).
+pub fn is_valid_bucket_name(name: &str) -> bool {
+    let len_ok = (3..=63).contains(&name.len());
+    let chars_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends_ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    len_ok && chars_ok && ends_ok
+}
+
+/// `dcr-` followed by 32 lowercase or uppercase hex digits.
+pub fn is_valid_dcr_id(id: &str) -> bool {
+    id.strip_prefix("dcr-")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `Custom-<name>` or `Microsoft-<table>`, letters, digits and `_` after the dash.
+pub fn is_valid_stream_name(name: &str) -> bool {
+    let rest = name
+        .strip_prefix("Custom-")
+        .or_else(|| name.strip_prefix("Microsoft-"));
+    rest.is_some_and(|r| {
+        !r.is_empty() && r.len() <= 200 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+aws:
+  region: us-east-1
+  bucket: my-logs
+parser:
+  format: cloudtrail
+sentinel:
+  endpoint: https://dce-1.eastus-1.ingest.monitor.azure.com
+  dcr_immutable_id: dcr-0123456789abcdef0123456789abcdef
+  stream_name: Custom-CloudTrail
+  auth:
+    method: client_secret
+    tenant_id: t
+    client_id: c
+"#;
+
+    #[test]
+    fn minimal_config_gets_the_runbook_defaults() {
+        let c = WorkerConfig::from_yaml(MINIMAL).unwrap();
+        assert_eq!(c.aws.batch_size, 1000);
+        assert_eq!(c.aws.rate_limit, 10.0);
+        assert_eq!(c.sentinel.batch_size, 1000);
+        assert_eq!(c.sentinel.batch_timeout.get(), std::time::Duration::from_secs(30));
+        assert_eq!(c.sentinel.max_concurrent_batches, 4);
+        assert_eq!(c.aws.prefixes, vec![String::new()]);
+        assert_eq!(c.rate_limit_burst(), 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let text = MINIMAL.replace("  stream_name:", "  batchsize: 3\n  stream_name:");
+        match WorkerConfig::from_yaml(&text).unwrap_err() {
+            ConfigError::Syntax { key, message } => {
+                assert_eq!(key, "sentinel.batchsize");
+                assert!(message.contains("unknown field `batchsize`"), "{message}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let text = MINIMAL.replace("  bucket: my-logs", "  bucket: my-logs\n  rate_limit: fast");
+        let err = WorkerConfig::from_yaml(&text).unwrap_err();
+        assert!(err.to_string().contains("`aws.rate_limit`"), "{err}");
+    }
+
+    #[test]
+    fn validation_collects_every_problem() {
+        let text = MINIMAL
+            .replace("dcr-0123456789abcdef0123456789abcdef", "dcr-xyz")
+            .replace("Custom-CloudTrail", "CloudTrail")
+            .replace("  bucket: my-logs", "  bucket: my-logs\n  batch_size: 5000");
+        let ConfigError::Invalid(errors) = WorkerConfig::from_yaml(&text).unwrap_err() else {
+            panic!()
+        };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "aws.batch_size",
+                "sentinel.dcr_immutable_id",
+                "sentinel.stream_name"
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_http_needs_explicit_opt_in() {
+        let text = MINIMAL.replace(
+            "https://dce-1.eastus-1.ingest.monitor.azure.com",
+            "http://127.0.0.1:8080",
+        );
+        let err = WorkerConfig::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("sentinel.endpoint"), "{err}");
+        let ok = text.replace("  auth:", "  allow_insecure_http: true\n  auth:");
+        WorkerConfig::from_yaml(&ok).unwrap();
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_refused() {
+        let text = MINIMAL.replace(
+            "  bucket: my-logs",
+            "  bucket: my-logs\n  prefixes: [\"AWSLogs/\", \"AWSLogs/1/\"]",
+        );
+        let err = WorkerConfig::from_yaml(&text).unwrap_err().to_string();
+        assert!(err.contains("aws.prefixes[1]"), "{err}");
+    }
+
+    #[test]
+    fn dead_letter_s3_variant_parses_and_rejects_unknown_keys() {
+        let text = format!("{MINIMAL}dead_letter:\n  type: s3\n  bucket: dl-bucket\n");
+        let c = WorkerConfig::from_yaml(&text).unwrap();
+        assert!(
+            matches!(c.dead_letter, DeadLetterConfig::S3 { ref prefix, .. } if prefix == "s3-sentinel/dead-letter/")
+        );
+        let bad = format!("{MINIMAL}dead_letter:\n  type: local\n  dir: /tmp\n");
+        assert!(WorkerConfig::from_yaml(&bad).is_err());
+    }
+
+    #[test]
+    fn yaml_round_trip_is_lossless() {
+        let c = WorkerConfig::from_yaml(MINIMAL).unwrap();
+        let again = WorkerConfig::from_yaml(&c.to_yaml().unwrap()).unwrap();
+        assert_eq!(c, again);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example must load as-is: it is what users copy.
+    #[test]
+    fn the_documented_example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/worker.yaml");
+        let config = WorkerConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(config.sentinel.max_concurrent_batches, 4);
+        assert_eq!(config.aws.rate_limit, 10.0);
+    }
+}

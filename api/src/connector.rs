@@ -1,0 +1,729 @@
+//! The `S3SentinelConnector` custom resource (`s3sentinel.io/v1alpha1`): what a user applies to ship one
+//! bucket's logs to one Sentinel stream, and the status the operator reports back.
+//!
+//! Every field's doc comment becomes its `kubectl explain` text and every `#[serde(default)]` becomes a
+//! default in the generated CRD schema, so the API server fills defaults before the operator sees the
+//! object. Cross-field rules the schema cannot express on one field are CEL rules
+//! (`x-kubernetes-validations`), checked by the API server on create and update; the operator checks the
+//! rest (overlapping prefixes, Secret contents) when it validates the resource.
+//!
+//! The CRD YAML in `crds/` and in the Helm chart is generated from these types by the operator's `crdgen`
+//! binary; a test fails when the committed copy differs.
+
+use crate::duration::HumanDuration;
+use crate::format::LogFormat;
+use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// API group of the custom resource.
+pub const GROUP: &str = "s3sentinel.io";
+/// API version of the custom resource.
+pub const VERSION: &str = "v1alpha1";
+
+/// Desired state of one connector: one S3 source, one parser, one Sentinel stream, and how its worker pods
+/// run.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "s3sentinel.io",
+    version = "v1alpha1",
+    kind = "S3SentinelConnector",
+    namespaced,
+    status = "S3SentinelConnectorStatus",
+    derive = "PartialEq",
+    shortname = "s3sc",
+    shortname = "connector",
+    shortname = "connectors",
+    category = "s3-sentinel",
+    doc = "Ships AWS logs from one S3 bucket to one Microsoft Sentinel (Azure Monitor Logs Ingestion) stream.",
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Whether the connector's workers are running with the current spec"}"#,
+    printcolumn = r#"{"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Worker pods that are ready"}"#,
+    printcolumn = r#"{"name": "Records/s", "type": "number", "jsonPath": ".status.recordsPerSecond", "description": "Records delivered per second, summed over the workers"}"#,
+    printcolumn = r#"{"name": "Breaker", "type": "string", "jsonPath": ".status.breaker", "description": "Circuit breaker state of the Sentinel sink (worst over the workers)"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Bucket", "type": "string", "jsonPath": ".spec.source.bucket", "description": "Source bucket", "priority": 1}"#,
+    printcolumn = r#"{"name": "Stream", "type": "string", "jsonPath": ".spec.sentinel.streamName", "description": "Sentinel stream", "priority": 1}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason", "description": "Reason of the Ready condition", "priority": 1}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct S3SentinelConnectorSpec {
+    /// The S3 bucket the logs are read from.
+    pub source: SourceSpec,
+    /// How objects are parsed into records.
+    pub parser: ParserSpec,
+    /// The Azure Monitor Logs Ingestion endpoint, data collection rule and stream the records go to.
+    pub sentinel: SentinelSpec,
+    /// How records are grouped into Logs Ingestion requests.
+    #[serde(default)]
+    pub batching: BatchingSpec,
+    /// How fast the worker may call S3.
+    #[serde(default)]
+    pub rate_limit: RateLimitSpec,
+    /// Circuit breaker around the Sentinel sink: stop sending while the service keeps failing.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerSpec,
+    /// Number of worker pods, fixed or autoscaled on CPU.
+    #[serde(default)]
+    pub scaling: ScalingSpec,
+    /// Settings of the worker pods: image, resources, scheduling and ServiceAccount annotations.
+    #[serde(default)]
+    pub worker: WorkerPodSpec,
+    /// Scale the workers to zero without deleting anything. Progress (checkpoints) is kept only for as long
+    /// as the pods' volumes live.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// The S3 source.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.endpoint) || self.endpoint.startsWith('https://') || (has(self.allowInsecureHttp) && self.allowInsecureHttp && self.endpoint.startsWith('http://'))")
+        .message("endpoint must be an https:// URL (http:// only with allowInsecureHttp: true)")
+        .field_path(".endpoint")
+)]
+pub struct SourceSpec {
+    /// Name of the bucket to read.
+    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    pub bucket: String,
+    /// AWS region of the bucket, e.g. `us-east-1`.
+    #[schemars(length(min = 1))]
+    pub region: String,
+    /// Key prefixes to read, each listed on its own. Prefixes must not overlap. The default `[""]` reads the
+    /// whole bucket.
+    #[serde(default = "default_prefixes")]
+    pub prefixes: Vec<String>,
+    /// S3-compatible endpoint URL (MinIO, LocalStack, a VPC endpoint). Unset means AWS's own endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub endpoint: Option<String>,
+    /// Use path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Allow a plain `http://` endpoint (a local MinIO). Never set this for AWS.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// How the worker authenticates to S3.
+    #[serde(default)]
+    pub credentials: AwsCredentialsSpec,
+}
+
+/// AWS credentials of the worker.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.method == 'Secret' ? has(self.secretRef) : !has(self.secretRef)")
+        .message("secretRef is required when method is Secret and must not be set otherwise")
+)]
+pub struct AwsCredentialsSpec {
+    /// `ServiceAccount` (default): the worker pod's identity (IRSA or EKS Pod Identity; annotate the
+    /// ServiceAccount through `worker.serviceAccountAnnotations`). `Secret`: static access keys read from
+    /// `secretRef`.
+    #[serde(default)]
+    pub method: AwsCredentialsMethod,
+    /// The Secret holding the access keys (method `Secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<AwsSecretRef>,
+}
+
+/// Where the worker's AWS credentials come from.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AwsCredentialsMethod {
+    /// The pod's ServiceAccount identity (IRSA, EKS Pod Identity) through the AWS default chain.
+    #[default]
+    ServiceAccount,
+    /// Static access keys from a Secret, passed to the worker as environment variables.
+    Secret,
+}
+
+/// A Secret in the connector's namespace holding AWS access keys.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the access key id.
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    /// Key holding the secret access key.
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+    /// Key holding a session token, for temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_key: Option<String>,
+}
+
+/// How objects are decoded and parsed.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ParserSpec {
+    /// The log format of every object in the source prefixes: `cloudtrail` (CloudTrail log files),
+    /// `vpcflow` (VPC Flow Logs), `jsonlines` (one JSON object per line), `firewall` (pipe-delimited
+    /// firewall lines), `syslog` (RFC 3164 / 5424) or `cef` (ArcSight Common Event Format).
+    pub format: LogFormat,
+    /// Largest record accepted, in bytes; larger records are dead-lettered with reason `oversize`.
+    #[serde(default = "default_max_size_bytes")]
+    #[schemars(range(min = 1, max = 999_998))]
+    pub max_size_bytes: i64,
+}
+
+/// The Azure Monitor Logs Ingestion destination.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.endpoint.startsWith('https://') || (has(self.allowInsecureHttp) && self.allowInsecureHttp && self.endpoint.startsWith('http://'))")
+        .message("endpoint must be an https:// URL (http:// only with allowInsecureHttp: true)")
+        .field_path(".endpoint"),
+    validation = Rule::new("self.dcrImmutableId.matches('^dcr-[0-9a-fA-F]{32}$')")
+        .message("dcrImmutableId must be `dcr-` followed by 32 hex digits (the DCR's immutableId property)")
+        .field_path(".dcrImmutableId"),
+    validation = Rule::new("self.streamName.matches('^(Custom|Microsoft)-[A-Za-z0-9_]+$')")
+        .message("streamName must be `Custom-<name>` or `Microsoft-<table>` (letters, digits, `_`)")
+        .field_path(".streamName")
+)]
+pub struct SentinelSpec {
+    /// Data collection endpoint (DCE) or DCR ingestion endpoint, e.g.
+    /// `https://my-dce-abcd.eastus-1.ingest.monitor.azure.com`.
+    #[schemars(length(min = 1, max = 2048))]
+    pub endpoint: String,
+    /// Immutable id of the data collection rule: `dcr-` followed by 32 hex digits.
+    #[schemars(length(min = 36, max = 36))]
+    pub dcr_immutable_id: String,
+    /// Stream declared in the DCR: `Custom-<name>` for a custom table, `Microsoft-<table>` for a built-in one.
+    #[schemars(length(min = 8, max = 210))]
+    pub stream_name: String,
+    /// Allow a plain `http://` endpoint (the local Logs Ingestion emulator). Never set this for a real
+    /// workspace.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// How the worker gets a Microsoft Entra ID token.
+    pub auth: SentinelAuthSpec,
+}
+
+/// Microsoft Entra ID credentials of the worker.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.method == 'ClientSecret' ? (has(self.clientSecretRef) && has(self.tenantId) && has(self.clientId)) : !has(self.clientSecretRef)")
+        .message("method ClientSecret needs tenantId, clientId and clientSecretRef; clientSecretRef is only allowed with ClientSecret")
+)]
+pub struct SentinelAuthSpec {
+    /// `ClientSecret`: an app registration's client secret read from `clientSecretRef`.
+    /// `WorkloadIdentity`: Azure Workload Identity; the operator labels the pods for the webhook, which
+    /// injects the federated token, tenant and client id.
+    pub method: EntraAuthMethod,
+    /// Directory (tenant) id. Required for `ClientSecret`; injected by the webhook for `WorkloadIdentity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// Application (client) id. Required for `ClientSecret`; for `WorkloadIdentity` it is also written to the
+    /// ServiceAccount's `azure.workload.identity/client-id` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The Secret key holding the client secret (method `ClientSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<SecretKeyRef>,
+    /// Entra authority host for sovereign clouds, e.g. `https://login.microsoftonline.us`. Unset means the
+    /// public cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub authority_host: Option<String>,
+}
+
+/// How the worker authenticates to Microsoft Entra ID.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntraAuthMethod {
+    /// Client credentials with a client secret from a Secret.
+    ClientSecret,
+    /// Client credentials with a federated token (Azure Workload Identity).
+    WorkloadIdentity,
+}
+
+/// One key of a Secret in the connector's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[serde(default = "default_client_secret_key")]
+    pub key: String,
+}
+
+/// How records are grouped into Logs Ingestion requests.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchingSpec {
+    /// Records per request at most; a request is also closed at 1,000,000 bytes.
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 100_000))]
+    pub batch_size: i32,
+    /// Longest a record waits in a partly filled batch before the batch is sent, e.g. `30s`.
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout: HumanDuration,
+    /// Requests in flight to the Logs Ingestion API at the same time, per worker pod.
+    #[serde(default = "default_max_concurrent_batches")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_concurrent_batches: i32,
+}
+
+impl Default for BatchingSpec {
+    fn default() -> Self {
+        BatchingSpec {
+            batch_size: default_batch_size(),
+            batch_timeout: default_batch_timeout(),
+            max_concurrent_batches: default_max_concurrent_batches(),
+        }
+    }
+}
+
+/// Rate limit of S3 requests, per worker pod.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// S3 requests per second (List and Get together).
+    #[serde(default = "default_requests_per_second")]
+    #[schemars(range(min = 0.001, max = 10_000.0))]
+    pub requests_per_second: f64,
+    /// Requests that may be made at once after a quiet period. Unset means `ceil(requestsPerSecond)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub burst: Option<i32>,
+}
+
+impl Default for RateLimitSpec {
+    fn default() -> Self {
+        RateLimitSpec {
+            requests_per_second: default_requests_per_second(),
+            burst: None,
+        }
+    }
+}
+
+/// Circuit breaker thresholds of the Sentinel sink.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBreakerSpec {
+    /// Consecutive failed requests that open the breaker.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1))]
+    pub failure_threshold: i32,
+    /// Time the breaker stays open before one probe request is let through, e.g. `30s`.
+    #[serde(default = "default_reset_timeout")]
+    pub reset_timeout: HumanDuration,
+    /// Successful probes needed to close the breaker again.
+    #[serde(default = "default_success_threshold")]
+    #[schemars(range(min = 1))]
+    pub success_threshold: i32,
+}
+
+impl Default for CircuitBreakerSpec {
+    fn default() -> Self {
+        CircuitBreakerSpec {
+            failure_threshold: default_failure_threshold(),
+            reset_timeout: default_reset_timeout(),
+            success_threshold: default_success_threshold(),
+        }
+    }
+}
+
+/// Number of worker pods. With `maxReplicas` greater than `minReplicas` a HorizontalPodAutoscaler scales
+/// between them on CPU; otherwise the Deployment runs exactly `minReplicas` pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.minReplicas <= self.maxReplicas")
+        .message("minReplicas must not be greater than maxReplicas")
+        .field_path(".minReplicas")
+)]
+pub struct ScalingSpec {
+    /// Fewest worker pods.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Most worker pods; greater than `minReplicas` turns autoscaling on.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation (percent of the CPU request) the autoscaler aims for.
+    #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+impl Default for ScalingSpec {
+    fn default() -> Self {
+        ScalingSpec {
+            min_replicas: default_replicas(),
+            max_replicas: default_replicas(),
+            target_cpu_utilization_percentage: default_cpu_target(),
+        }
+    }
+}
+
+impl ScalingSpec {
+    /// Whether a HorizontalPodAutoscaler owns the replica count.
+    pub fn autoscaling(&self) -> bool {
+        self.max_replicas > self.min_replicas
+    }
+}
+
+/// Settings of the worker pods.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPodSpec {
+    /// Worker container image. Unset means the image the operator was installed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image pull policy: `Always`, `IfNotPresent` or `Never`. Unset means the Kubernetes default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// Secrets for pulling the image from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// CPU and memory requests and limits of the worker container. Unset means 100m CPU and 128Mi memory
+    /// requested, 512Mi memory limit. Autoscaling needs a CPU request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity rules of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Annotations on the worker ServiceAccount, e.g. `eks.amazonaws.com/role-arn` for IRSA or
+    /// `azure.workload.identity/client-id` for Azure Workload Identity.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_account_annotations: BTreeMap<String, String>,
+    /// Extra annotations on the worker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Log filter of the worker, e.g. `info` or `info,s3_sentinel_worker::sink=debug`.
+    #[serde(default = "default_log_level")]
+    #[schemars(length(min = 1))]
+    pub log_level: String,
+}
+
+/// Container image pull policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    /// Pull on every start.
+    Always,
+    /// Pull when the node does not have the image.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Observed state of a connector, written by the operator (and, for throughput and breaker, by the workers).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct S3SentinelConnectorStatus {
+    /// The `metadata.generation` the operator last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, with the reason and a message a user can act on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Worker pods that exist (from the Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Worker pods that are ready (from the Deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Label selector of the worker pods, in string form (for the scale subresource and `kubectl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Records delivered per second, summed over the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_second: Option<f64>,
+    /// State of the Sentinel circuit breaker, the worst over the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
+    /// Per-worker-pod figures, reported by the workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["podName"]))]
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// Circuit breaker state.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Requests flow.
+    Closed,
+    /// Requests are held back after repeated failures.
+    Open,
+    /// One probe request is let through.
+    HalfOpen,
+}
+
+/// What one worker pod reports about itself.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    /// Name of the pod.
+    pub pod_name: String,
+    /// Records the pod delivered per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_second: Option<f64>,
+    /// The pod's circuit breaker state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
+    /// When the pod last reported, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_time: Option<String>,
+}
+
+fn default_prefixes() -> Vec<String> {
+    vec![String::new()]
+}
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".to_owned()
+}
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".to_owned()
+}
+fn default_client_secret_key() -> String {
+    "AZURE_CLIENT_SECRET".to_owned()
+}
+fn default_max_size_bytes() -> i64 {
+    512 * 1024
+}
+fn default_batch_size() -> i32 {
+    1000
+}
+fn default_batch_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_max_concurrent_batches() -> i32 {
+    4
+}
+fn default_requests_per_second() -> f64 {
+    10.0
+}
+fn default_failure_threshold() -> i32 {
+    5
+}
+fn default_reset_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_success_threshold() -> i32 {
+    1
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_cpu_target() -> i32 {
+    70
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    fn schema() -> Value {
+        let crd = S3SentinelConnector::crd();
+        let v = &crd.spec.versions[0];
+        serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    }
+
+    fn valid() -> Value {
+        json!({
+            "apiVersion": "s3sentinel.io/v1alpha1",
+            "kind": "S3SentinelConnector",
+            "metadata": {"name": "c", "namespace": "ns"},
+            "spec": {
+                "source": {"bucket": "my-logs", "region": "us-east-1", "allowInsecureHttp": false,
+                           "credentials": {"method": "ServiceAccount"}},
+                "parser": {"format": "cloudtrail"},
+                "sentinel": {
+                    "endpoint": "https://dce.eastus-1.ingest.monitor.azure.com",
+                    "dcrImmutableId": "dcr-0123456789abcdef0123456789abcdef",
+                    "streamName": "Custom-CloudTrail",
+                    "allowInsecureHttp": false,
+                    "auth": {"method": "ClientSecret", "tenantId": "t", "clientId": "c",
+                             "clientSecretRef": {"name": "entra", "key": "AZURE_CLIENT_SECRET"}}
+                },
+                "scaling": {"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}
+            }
+        })
+    }
+
+    fn cel_errors(obj: &Value) -> Vec<String> {
+        match kube::core::cel::Validator::new().validate(&schema(), obj, None) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn crd_names_let_kubectl_get_connectors_work() {
+        let crd = S3SentinelConnector::crd();
+        let names = &crd.spec.names;
+        assert_eq!(crd.spec.group, "s3sentinel.io");
+        assert_eq!(names.plural, "s3sentinelconnectors");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let short = names.short_names.clone().unwrap();
+        assert!(short.contains(&"connectors".to_owned()) && short.contains(&"s3sc".to_owned()));
+        assert_eq!(names.categories.clone().unwrap(), ["s3-sentinel"]);
+        let v = &crd.spec.versions[0];
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let cols: Vec<String> = v
+            .additional_printer_columns
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.priority.is_none())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(cols, ["Ready", "Replicas", "Records/s", "Breaker", "Age"]);
+    }
+
+    #[test]
+    fn schema_carries_defaults_and_documentation() {
+        let s = schema();
+        let spec = &s["properties"]["spec"]["properties"];
+        assert_eq!(spec["batching"]["properties"]["batchSize"]["default"], 1000);
+        assert_eq!(spec["batching"]["properties"]["batchTimeout"]["default"], "30s");
+        assert_eq!(spec["source"]["properties"]["prefixes"]["default"], json!([""]));
+        assert_eq!(
+            spec["parser"]["properties"]["format"]["enum"]
+                .as_array()
+                .unwrap()
+                .len(),
+            LogFormat::ALL.len()
+        );
+        fn walk(path: &str, v: &Value, missing: &mut Vec<String>) {
+            if let Some(props) = v.get("properties").and_then(Value::as_object) {
+                for (k, p) in props {
+                    let here = format!("{path}.{k}");
+                    if p.get("description").is_none() {
+                        missing.push(here.clone());
+                    }
+                    walk(&here, p, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk("spec", &s["properties"]["spec"], &mut missing);
+        walk("status", &s["properties"]["status"], &mut missing);
+        assert!(missing.is_empty(), "fields without a description: {missing:?}");
+    }
+
+    #[test]
+    fn valid_connector_passes_the_cel_rules() {
+        assert_eq!(cel_errors(&valid()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn cel_rules_reject_cross_field_mistakes() {
+        let cases: [(&str, Value, &str); 7] = [
+            (
+                "/spec/scaling/minReplicas",
+                json!(5),
+                "minReplicas must not be greater than maxReplicas",
+            ),
+            (
+                "/spec/sentinel/endpoint",
+                json!("http://dce.example"),
+                "endpoint must be an https:// URL",
+            ),
+            (
+                "/spec/sentinel/dcrImmutableId",
+                json!("dcr-xyz"),
+                "dcrImmutableId must be",
+            ),
+            (
+                "/spec/sentinel/streamName",
+                json!("CloudTrail"),
+                "streamName must be",
+            ),
+            (
+                "/spec/source/endpoint",
+                json!("http://minio:9000"),
+                "endpoint must be an https:// URL",
+            ),
+            (
+                "/spec/source/credentials/method",
+                json!("Secret"),
+                "secretRef is required",
+            ),
+            (
+                "/spec/sentinel/auth/method",
+                json!("WorkloadIdentity"),
+                "clientSecretRef is only allowed",
+            ),
+        ];
+        for (pointer, value, expected) in cases {
+            let mut obj = valid();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            obj.pointer_mut(parent).unwrap()[key] = value;
+            let errors = cel_errors(&obj);
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{pointer}: expected `{expected}` in {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn insecure_http_is_allowed_only_when_asked_for() {
+        let mut obj = valid();
+        obj["spec"]["sentinel"]["endpoint"] = json!("http://emulator:8080");
+        obj["spec"]["sentinel"]["allowInsecureHttp"] = json!(true);
+        obj["spec"]["source"]["endpoint"] = json!("http://minio:9000");
+        obj["spec"]["source"]["allowInsecureHttp"] = json!(true);
+        assert_eq!(cel_errors(&obj), Vec::<String>::new());
+    }
+
+    #[test]
+    fn spec_defaults_match_the_worker_defaults() {
+        let worker = crate::WorkerConfig::from_yaml(
+            "aws: {region: r, bucket: bbb}\nparser: {format: cloudtrail}\nsentinel:\n  endpoint: https://x\n  dcr_immutable_id: dcr-0123456789abcdef0123456789abcdef\n  stream_name: Custom-X\n  auth: {method: workload_identity}\n",
+        )
+        .unwrap();
+        let b = BatchingSpec::default();
+        assert_eq!(b.batch_size as u32, worker.sentinel.batch_size);
+        assert_eq!(b.batch_timeout, worker.sentinel.batch_timeout);
+        assert_eq!(
+            b.max_concurrent_batches as u32,
+            worker.sentinel.max_concurrent_batches
+        );
+        assert_eq!(
+            RateLimitSpec::default().requests_per_second,
+            worker.aws.rate_limit
+        );
+        let cb = CircuitBreakerSpec::default();
+        assert_eq!(
+            cb.failure_threshold as u32,
+            worker.circuit_breaker.failure_threshold
+        );
+        assert_eq!(cb.reset_timeout, worker.circuit_breaker.reset_timeout);
+        assert_eq!(default_max_size_bytes() as u64, worker.parser.max_size_bytes);
+    }
+}

@@ -1,0 +1,396 @@
+//! The reconcile driver: `kube_runtime::Controller` over `S3SentinelConnector` and the objects it owns,
+//! calling [`reconcile`] — dereference Secrets → [`validate`] → [`build`] → [`apply`] → [`status`] — and
+//! [`error_policy`] (exponential backoff per connector) on failure.
+//!
+//! Owned objects are garbage-collected by Kubernetes through their owner references, so deleting a
+//! connector needs no finalizer.
+
+pub mod apply;
+pub mod build;
+pub mod fixtures;
+pub mod status;
+pub mod validate;
+
+use crate::build::service_monitor;
+use crate::labels;
+use crate::metrics::Metrics;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use s3_sentinel_api::connector::S3SentinelConnector;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use validate::{OperatorDefaults, ValidatedConnector};
+
+/// Why a reconcile failed (validation problems are not failures: they become status).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connector has no namespace (it is namespaced, so the API never sends one without).
+    #[error("connector {0} has no namespace")]
+    MissingNamespace(String),
+    /// Reading a referenced Secret failed for another reason than absence.
+    #[error("unable to read Secret {namespace}/{name}: {source}")]
+    FetchSecret {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Reading the worker Deployment failed.
+    #[error("unable to read Deployment {namespace}/{name}: {source}")]
+    FetchDeployment {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Writing owned objects failed.
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    /// Writing the status failed.
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+}
+
+impl Error {
+    /// Bounded category for the failure metric.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::MissingNamespace(_) => "invalid_object",
+            Error::FetchSecret { .. } => "fetch_secret",
+            Error::FetchDeployment { .. } => "fetch_deployment",
+            Error::Apply(apply::ApplyError::Apply { .. }) => "apply",
+            Error::Apply(apply::ApplyError::List { .. } | apply::ApplyError::Delete { .. }) => {
+                "delete_leftovers"
+            }
+            Error::Status(_) => "status",
+        }
+    }
+}
+
+/// Timing of the controller.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Re-check interval of a healthy connector (drift is also caught by the owned-object watches).
+    pub resync: Duration,
+    /// Re-check interval of a connector whose spec or Secrets are invalid (Secrets are not watched).
+    pub invalid_retry: Duration,
+    /// First backoff after a failed reconcile; doubles per consecutive failure.
+    pub backoff_base: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+    /// How long the ServiceMonitor CRD discovery result is cached.
+    pub discovery_ttl: Duration,
+    /// Only watch connectors in this namespace (`None`: all namespaces).
+    pub namespace: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            resync: Duration::from_secs(300),
+            invalid_retry: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            discovery_ttl: Duration::from_secs(300),
+            namespace: None,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Operator-wide defaults.
+    pub defaults: OperatorDefaults,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Timing.
+    pub settings: Settings,
+    failures: Mutex<HashMap<String, u32>>,
+    service_monitor_crd: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl Context {
+    /// A context for `client`, recording Events as `instance` of the operator.
+    pub fn new(
+        client: Client,
+        defaults: OperatorDefaults,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        instance: &str,
+    ) -> Context {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: crate::FIELD_MANAGER.into(),
+                instance: Some(instance.into()),
+            },
+        );
+        Context {
+            client,
+            defaults,
+            metrics,
+            recorder,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+            service_monitor_crd: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether the ServiceMonitor CRD is served (cached for [`Settings::discovery_ttl`]).
+    async fn service_monitor_crd(&self) -> bool {
+        let mut cached = self.service_monitor_crd.lock().await;
+        if let Some((at, present)) = *cached
+            && at.elapsed() < self.settings.discovery_ttl
+        {
+            return present;
+        }
+        let gv = format!("{}/{}", service_monitor::GROUP, service_monitor::VERSION);
+        let present = match self.client.list_api_group_resources(&gv).await {
+            Ok(list) => list.resources.iter().any(|r| r.kind == service_monitor::KIND),
+            Err(kube::Error::Api(e)) if e.code == 404 => false,
+            Err(error) => {
+                tracing::warn!(%error, "unable to discover the ServiceMonitor CRD; assuming it is absent");
+                false
+            }
+        };
+        *cached = Some((Instant::now(), present));
+        present
+    }
+
+    fn failure_count(&self, key: &str, failed: bool) -> u32 {
+        let mut failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if failed {
+            let n = failures.entry(key.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        } else {
+            failures.remove(key);
+            0
+        }
+    }
+}
+
+/// Reconciles one connector.
+pub async fn reconcile(connector: Arc<S3SentinelConnector>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&connector, &ctx).await;
+    let key = format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    );
+    match &result {
+        Ok(_) => {
+            ctx.failure_count(&key, false);
+            ctx.metrics.reconcile_succeeded(started.elapsed());
+        }
+        Err(e) => ctx.metrics.reconcile_failed(e.category(), started.elapsed()),
+    }
+    result
+}
+
+async fn reconcile_inner(connector: &S3SentinelConnector, ctx: &Context) -> Result<Action, Error> {
+    let name = connector.name_any();
+    let namespace = connector
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    if connector.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the owned objects.
+        return Ok(Action::await_change());
+    }
+    let connectors: Api<S3SentinelConnector> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    let secrets = fetch_secrets(&ctx.client, &namespace, connector).await?;
+    let validated: Result<ValidatedConnector, Vec<validate::ValidationError>> =
+        validate::validate(connector, &secrets, &ctx.defaults);
+
+    let (new_status, result) = match &validated {
+        Err(errors) => {
+            tracing::info!(connector = %name, %namespace, problems = errors.len(), "connector is invalid");
+            let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(&name)
+                .await
+                .map_err(|source| Error::FetchDeployment {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    source,
+                })?;
+            let s = status::compute(
+                connector.status.as_ref(),
+                connector.metadata.generation,
+                &name,
+                status::Outcome::Invalid(errors),
+                deployment.as_ref(),
+                Timestamp::now(),
+            );
+            (s, Ok(Action::requeue(ctx.settings.invalid_retry)))
+        }
+        Ok(v) => {
+            let desired = build::build(v);
+            let service_monitor_crd = ctx.service_monitor_crd().await;
+            match apply::apply(&ctx.client, &namespace, &name, &desired, service_monitor_crd).await {
+                Ok(applied) => {
+                    if !applied.deleted.is_empty() {
+                        tracing::info!(connector = %name, %namespace, deleted = ?applied.deleted, "deleted leftovers");
+                    }
+                    let s = status::compute(
+                        connector.status.as_ref(),
+                        connector.metadata.generation,
+                        &name,
+                        status::Outcome::Applied {
+                            suspended: connector.spec.suspend,
+                        },
+                        Some(&applied.deployment),
+                        Timestamp::now(),
+                    );
+                    (s, Ok(Action::requeue(ctx.settings.resync)))
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let s = status::compute(
+                        connector.status.as_ref(),
+                        connector.metadata.generation,
+                        &name,
+                        status::Outcome::ApplyFailed(&message),
+                        None,
+                        Timestamp::now(),
+                    );
+                    (s, Err(Error::Apply(e)))
+                }
+            }
+        }
+    };
+
+    let events = status::transition_events(connector.status.as_ref(), &new_status);
+    let written = status::write(&connectors, connector, &new_status).await;
+    match written {
+        Ok(w) => ctx.metrics.status_computed(w),
+        Err(e) if result.is_ok() => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "unable to record the failure in the status"),
+    }
+    status::publish_events(&ctx.recorder, connector, events).await;
+    result
+}
+
+/// Reads the Secrets the connector references; absent ones are left out (validation reports them).
+async fn fetch_secrets(
+    client: &Client,
+    namespace: &str,
+    connector: &S3SentinelConnector,
+) -> Result<BTreeMap<String, Secret>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut found = BTreeMap::new();
+    for name in validate::referenced_secrets(&connector.spec) {
+        match api.get_opt(&name).await {
+            Ok(Some(secret)) => {
+                found.insert(name, secret);
+            }
+            Ok(None) => {}
+            Err(source) => {
+                return Err(Error::FetchSecret {
+                    namespace: namespace.into(),
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Requeues a failed connector with exponential backoff (`backoff_base` doubling up to `backoff_max`).
+pub fn error_policy(connector: Arc<S3SentinelConnector>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "{}/{}",
+        connector.namespace().unwrap_or_default(),
+        connector.name_any()
+    );
+    let n = ctx.failure_count(&key, true);
+    let delay = backoff(&ctx.settings, n);
+    tracing::warn!(connector = %key, %error, attempt = n, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Backoff before retry number `attempt` (1-based).
+pub fn backoff(settings: &Settings, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    settings
+        .backoff_base
+        .saturating_mul(factor)
+        .min(settings.backoff_max)
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let connectors: Api<S3SentinelConnector> = match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let owned = watcher::Config::default().labels(&labels::managed_selector());
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = ctx.settings.namespace.clone();
+    Controller::new(connectors, watcher::Config::default())
+        .owns(api::<Deployment>(&client, &ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, &ns), owned.clone())
+        .owns(api::<Service>(&client, &ns), owned.clone())
+        .owns(api::<ServiceAccount>(&client, &ns), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
+        .owns(api::<HorizontalPodAutoscaler>(&client, &ns), owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(connector = %obj.name, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let s = Settings {
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let waits: Vec<u64> = (1..=6).map(|n| backoff(&s, n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(backoff(&s, u32::MAX), Duration::from_secs(60));
+    }
+}

@@ -1,0 +1,313 @@
+//! Build: [`ValidatedConnector`] → [`DesiredObjects`], every object the connector should own, as it should
+//! be applied. Pure and deterministic: the same input gives byte-identical objects, so re-applying an
+//! unchanged connector changes nothing in the cluster.
+
+use super::validate::ValidatedConnector;
+use crate::build::{config_map, deployment, hpa, pdb, service, service_account, service_monitor};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::DynamicObject;
+
+/// Everything one connector owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObjects {
+    /// The worker ServiceAccount.
+    pub service_account: ServiceAccount,
+    /// The rendered worker configuration.
+    pub config_map: ConfigMap,
+    /// The worker Deployment.
+    pub deployment: Deployment,
+    /// The autoscaler, when autoscaling is on.
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    /// The metrics Service.
+    pub service: Service,
+    /// The PodDisruptionBudget.
+    pub pdb: PodDisruptionBudget,
+    /// The ServiceMonitor, applied only when its CRD is installed.
+    pub service_monitor: DynamicObject,
+}
+
+/// Builds every owned object of `v`.
+pub fn build(v: &ValidatedConnector) -> DesiredObjects {
+    DesiredObjects {
+        service_account: service_account::build(v),
+        config_map: config_map::build(v),
+        deployment: deployment::build(v),
+        hpa: hpa::build(v),
+        service: service::build(v),
+        pdb: pdb::build(v),
+        service_monitor: service_monitor::build(v),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures;
+    use crate::controller::validate::{Replicas, validate};
+    use crate::labels;
+    use s3_sentinel_api::WorkerConfig;
+
+    fn desired(c: &s3_sentinel_api::connector::S3SentinelConnector) -> DesiredObjects {
+        build(&validate(c, &fixtures::secrets(), &fixtures::defaults()).unwrap())
+    }
+
+    fn pod(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
+        d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn config_map_holds_a_worker_config_without_secrets() {
+        let d = desired(&fixtures::connector());
+        let yaml = &d.config_map.data.as_ref().unwrap()["config.yaml"];
+        let cfg = WorkerConfig::from_yaml(yaml).unwrap();
+        assert_eq!(cfg.sentinel.stream_name, "Custom-CloudTrail_CL");
+        assert!(!yaml.contains("s3cr3t") && !yaml.contains("AKIAEXAMPLE"));
+        assert_eq!(d.config_map.metadata.name.as_deref(), Some("cloudtrail-config"));
+    }
+
+    #[test]
+    fn every_object_is_owned_and_labelled() {
+        let d = desired(&fixtures::connector());
+        let metas = [
+            &d.service_account.metadata,
+            &d.config_map.metadata,
+            &d.deployment.metadata,
+            &d.hpa.as_ref().unwrap().metadata,
+            &d.service.metadata,
+            &d.pdb.metadata,
+            &d.service_monitor.metadata,
+        ];
+        for m in metas {
+            let l = m.labels.as_ref().unwrap();
+            assert_eq!(l["app"], "s3-sentinel-connector", "{:?}", m.name);
+            assert_eq!(l["app.kubernetes.io/managed-by"], labels::MANAGED_BY);
+            assert_eq!(l[labels::CONNECTOR_LABEL], "cloudtrail");
+            let owner = &m.owner_references.as_ref().unwrap()[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.controller),
+                ("S3SentinelConnector", Some(true))
+            );
+            assert_eq!(m.namespace.as_deref(), Some(fixtures::NAMESPACE));
+        }
+        let template_labels = d
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(template_labels["app"], "s3-sentinel-connector");
+    }
+
+    #[test]
+    fn deployment_leaves_replicas_to_the_autoscaler() {
+        let d = desired(&fixtures::connector());
+        assert_eq!(d.deployment.spec.as_ref().unwrap().replicas, None);
+        let hpa = d.hpa.unwrap().spec.unwrap();
+        assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(1), 4));
+        assert_eq!(hpa.scale_target_ref.name, "cloudtrail");
+        let metrics = hpa.metrics.unwrap();
+        let target = &metrics[0].resource.as_ref().unwrap().target;
+        assert_eq!(target.average_utilization, Some(70));
+    }
+
+    #[test]
+    fn fixed_and_suspended_connectors_set_replicas_and_have_no_autoscaler() {
+        let mut c = fixtures::connector();
+        c.spec.scaling.max_replicas = 1;
+        let d = desired(&c);
+        assert_eq!(d.deployment.spec.as_ref().unwrap().replicas, Some(1));
+        assert!(d.hpa.is_none());
+        c.spec.scaling.max_replicas = 4;
+        c.spec.suspend = true;
+        let d = desired(&c);
+        assert_eq!(d.deployment.spec.as_ref().unwrap().replicas, Some(0));
+        assert!(d.hpa.is_none());
+    }
+
+    #[test]
+    fn pods_run_restricted() {
+        let d = desired(&fixtures::connector());
+        let p = pod(&d.deployment);
+        let psc = p.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let c = &p.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert_eq!(p.automount_service_account_token, Some(false));
+        let mounts: Vec<(&str, Option<bool>)> = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| (m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/etc/s3-sentinel", Some(true)),
+                ("/var/lib/s3-sentinel", Some(false)),
+                ("/tmp", Some(false))
+            ]
+        );
+        let cfg = WorkerConfig::from_yaml(&d.config_map.data.as_ref().unwrap()["config.yaml"]).unwrap();
+        assert!(
+            cfg.checkpoint.path.starts_with("/var/lib/s3-sentinel"),
+            "checkpoint must be on the writable volume"
+        );
+    }
+
+    #[test]
+    fn probes_and_metrics_use_the_admin_port() {
+        let d = desired(&fixtures::connector());
+        let c = &pod(&d.deployment).containers[0];
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 9090);
+        let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(path(&c.liveness_probe), "/healthz");
+        assert_eq!(path(&c.readiness_probe), "/readyz");
+        assert_eq!(
+            d.service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+            9090
+        );
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &["run", "--config", "/etc/s3-sentinel/config.yaml"]
+        );
+    }
+
+    #[test]
+    fn secrets_reach_the_pod_only_as_secret_key_refs() {
+        let d = desired(&fixtures::connector());
+        let env = pod(&d.deployment).containers[0].env.clone().unwrap();
+        for e in &env {
+            assert!(e.value.is_none(), "{} has an inline value", e.name);
+            assert!(e.value_from.as_ref().unwrap().secret_key_ref.is_some());
+        }
+        let dump = serde_json::to_string(&d.deployment).unwrap();
+        assert!(!dump.contains("s3cr3t"));
+    }
+
+    #[test]
+    fn config_change_changes_only_the_hash_annotation_and_config_map() {
+        let a = desired(&fixtures::connector());
+        let mut c = fixtures::connector();
+        c.spec.batching.batch_size = 250;
+        let b = desired(&c);
+        let hash = |d: &DesiredObjects| {
+            d.deployment
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[labels::CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&a), hash(&b));
+        assert_ne!(a.config_map, b.config_map);
+        assert_eq!(
+            (&a.service, &a.pdb, &a.hpa, &a.service_account),
+            (&b.service, &b.pdb, &b.hpa, &b.service_account)
+        );
+        let mut a_dep = a.deployment.clone();
+        a_dep
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .annotations = None;
+        let mut b_dep = b.deployment.clone();
+        b_dep
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .annotations = None;
+        assert_eq!(a_dep, b_dep);
+    }
+
+    #[test]
+    fn build_is_deterministic() {
+        assert_eq!(desired(&fixtures::connector()), desired(&fixtures::connector()));
+    }
+
+    #[test]
+    fn worker_pod_settings_are_carried_over() {
+        let mut c = fixtures::connector();
+        c.spec.worker.image = Some("registry.example/worker:dev".into());
+        c.spec.worker.node_selector.insert("pool".into(), "logs".into());
+        c.spec.worker.service_account_annotations.insert(
+            "eks.amazonaws.com/role-arn".into(),
+            "arn:aws:iam::1:role/r".into(),
+        );
+        let d = desired(&c);
+        let p = pod(&d.deployment);
+        assert_eq!(
+            p.containers[0].image.as_deref(),
+            Some("registry.example/worker:dev")
+        );
+        assert_eq!(p.node_selector.as_ref().unwrap()["pool"], "logs");
+        assert_eq!(p.service_account_name.as_deref(), Some("cloudtrail"));
+        assert!(
+            d.service_account
+                .metadata
+                .annotations
+                .unwrap()
+                .contains_key("eks.amazonaws.com/role-arn")
+        );
+        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert!(matches!(v.replicas, Replicas::Autoscaled { .. }));
+    }
+
+    #[test]
+    fn workload_identity_labels_the_pods() {
+        let mut c = fixtures::connector();
+        c.spec.sentinel.auth = fixtures::workload_identity_auth();
+        let d = desired(&c);
+        let l = d
+            .deployment
+            .spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .labels
+            .unwrap();
+        assert_eq!(l[labels::AZURE_WORKLOAD_IDENTITY_LABEL], "true");
+    }
+}

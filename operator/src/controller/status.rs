@@ -1,0 +1,515 @@
+//! Status: derive the connector's status from what happened in this reconcile and from the worker
+//! Deployment, compare it with the current one, and write it (server-side apply on the status
+//! subresource) only when it changed. Conditions keep their `lastTransitionTime` unless their status
+//! flips; transitions of Ready and Degraded are recorded as Kubernetes Events.
+//!
+//! [`compute`] is pure and unit-tested; [`write`] and [`publish_events`] are the only API calls.
+
+use super::validate::ValidationError;
+use crate::FIELD_MANAGER;
+use crate::labels;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use s3_sentinel_api::connector::{S3SentinelConnector, S3SentinelConnectorStatus};
+use serde_json::json;
+
+/// Condition type: the workers run the current spec and are ready.
+pub const READY: &str = "Ready";
+/// Condition type: a rollout or scale change is under way.
+pub const PROGRESSING: &str = "Progressing";
+/// Condition type: the connector cannot reach its desired state without a change from the user.
+pub const DEGRADED: &str = "Degraded";
+
+/// Reasons used in the conditions (a fixed set).
+pub mod reason {
+    /// All worker pods are ready.
+    pub const WORKERS_READY: &str = "WorkersReady";
+    /// Some worker pods are not ready yet.
+    pub const WORKERS_NOT_READY: &str = "WorkersNotReady";
+    /// The Deployment is rolling out.
+    pub const ROLLING_OUT: &str = "RollingOut";
+    /// The rollout is complete.
+    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    /// The Deployment exceeded its progress deadline.
+    pub const ROLLOUT_STUCK: &str = "ProgressDeadlineExceeded";
+    /// Nothing is wrong.
+    pub const AS_EXPECTED: &str = "AsExpected";
+    /// `spec.suspend` is set.
+    pub const SUSPENDED: &str = "Suspended";
+    /// Writing the owned objects failed.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+}
+
+/// What this reconcile did.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// The spec or its Secrets are invalid; nothing was applied.
+    Invalid(&'a [ValidationError]),
+    /// Applying the owned objects failed with this message.
+    ApplyFailed(&'a str),
+    /// Everything was applied; `suspended` tells whether the connector is suspended.
+    Applied {
+        /// `spec.suspend`.
+        suspended: bool,
+    },
+}
+
+/// Why writing the status failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The status patch was refused.
+    #[error("unable to write status of {namespace}/{name}: {source}")]
+    Write {
+        /// Namespace of the connector.
+        namespace: String,
+        /// Name of the connector.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+/// The status the operator wants, merged into `current` (so fields written by others, like the workers'
+/// throughput, and unchanged conditions' timestamps are kept).
+pub fn compute(
+    current: Option<&S3SentinelConnectorStatus>,
+    generation: Option<i64>,
+    name: &str,
+    outcome: Outcome<'_>,
+    deployment: Option<&Deployment>,
+    now: Timestamp,
+) -> S3SentinelConnectorStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    let rollout = deployment.map(Rollout::of);
+    status.observed_generation = generation;
+    status.replicas = rollout.map(|r| r.replicas);
+    status.ready_replicas = rollout.map(|r| r.ready);
+    status.selector = Some(labels::selector_string(name));
+
+    let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(now),
+    };
+    let wanted: [Condition; 3] = match outcome {
+        Outcome::Invalid(errors) => {
+            let reason = errors.first().map_or("InvalidSpec", ValidationError::reason);
+            let message = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            [
+                cond(READY, false, reason, message.clone()),
+                cond(
+                    PROGRESSING,
+                    false,
+                    reason,
+                    "waiting for the spec or its Secrets to be fixed".into(),
+                ),
+                cond(DEGRADED, true, reason, message),
+            ]
+        }
+        Outcome::ApplyFailed(message) => [
+            cond(READY, false, reason::APPLY_FAILED, message.into()),
+            cond(PROGRESSING, false, reason::APPLY_FAILED, message.into()),
+            cond(DEGRADED, true, reason::APPLY_FAILED, message.into()),
+        ],
+        Outcome::Applied { suspended } => {
+            let r = rollout.unwrap_or_default();
+            let progressing = if r.progressing {
+                cond(
+                    PROGRESSING,
+                    true,
+                    reason::ROLLING_OUT,
+                    format!("{}/{} worker pods updated", r.updated, r.desired),
+                )
+            } else {
+                cond(
+                    PROGRESSING,
+                    false,
+                    reason::ROLLOUT_COMPLETE,
+                    "rollout complete".into(),
+                )
+            };
+            let degraded = if r.stuck {
+                cond(DEGRADED, true, reason::ROLLOUT_STUCK, "the worker Deployment exceeded its progress deadline; check `kubectl describe pods -l app=s3-sentinel-connector`".into())
+            } else {
+                cond(DEGRADED, false, reason::AS_EXPECTED, String::new())
+            };
+            let ready = if suspended {
+                cond(
+                    READY,
+                    false,
+                    reason::SUSPENDED,
+                    "spec.suspend is true; workers are scaled to zero".into(),
+                )
+            } else if r.ready_ok {
+                cond(
+                    READY,
+                    true,
+                    reason::WORKERS_READY,
+                    format!("{}/{} worker pods ready", r.ready, r.desired),
+                )
+            } else {
+                cond(
+                    READY,
+                    false,
+                    reason::WORKERS_NOT_READY,
+                    format!("{}/{} worker pods ready", r.ready, r.desired),
+                )
+            };
+            [ready, progressing, degraded]
+        }
+    };
+    for c in wanted {
+        set_condition(&mut status.conditions, c);
+    }
+    status
+}
+
+/// Puts `new` into `conditions`, keeping the old `lastTransitionTime` when the status did not change.
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = new;
+        }
+        None => conditions.push(new),
+    }
+}
+
+/// The condition of `type_`, if present.
+pub fn condition<'a>(status: Option<&'a S3SentinelConnectorStatus>, type_: &str) -> Option<&'a Condition> {
+    status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+/// Writes `status` when it differs from the connector's current status. Returns whether it wrote.
+pub async fn write(
+    api: &Api<S3SentinelConnector>,
+    connector: &S3SentinelConnector,
+    status: &S3SentinelConnectorStatus,
+) -> Result<bool, StatusError> {
+    if connector.status.as_ref() == Some(status) {
+        return Ok(false);
+    }
+    // Only the fields the operator owns are applied; worker-reported fields stay with their manager.
+    let patch = json!({
+        "apiVersion": S3SentinelConnector::api_version(&()),
+        "kind": S3SentinelConnector::kind(&()),
+        "status": {
+            "observedGeneration": status.observed_generation,
+            "conditions": status.conditions,
+            "replicas": status.replicas,
+            "readyReplicas": status.ready_replicas,
+            "selector": status.selector,
+        }
+    });
+    api.patch_status(
+        &connector.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| StatusError::Write {
+        namespace: connector.namespace().unwrap_or_default(),
+        name: connector.name_any(),
+        source,
+    })?;
+    Ok(true)
+}
+
+/// The Events for the Ready and Degraded transitions between `old` and `new`.
+pub fn transition_events(
+    old: Option<&S3SentinelConnectorStatus>,
+    new: &S3SentinelConnectorStatus,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    let changed = |t: &str| {
+        let after = condition(Some(new), t)?;
+        let before = condition(old, t);
+        (before.map(|c| (&c.status, &c.reason)) != Some((&after.status, &after.reason))).then_some(after)
+    };
+    if let Some(c) = changed(DEGRADED) {
+        if c.status == "True" {
+            events.push(event(EventType::Warning, &c.reason, &c.message, "Validate"));
+        } else if condition(old, DEGRADED).is_some_and(|o| o.status == "True") {
+            events.push(event(
+                EventType::Normal,
+                "Recovered",
+                "the connector is no longer degraded",
+                "Reconcile",
+            ));
+        }
+    }
+    if let Some(c) = changed(READY) {
+        match c.status.as_str() {
+            "True" => events.push(event(EventType::Normal, &c.reason, &c.message, "Reconcile")),
+            _ if condition(old, READY).is_some_and(|o| o.status == "True") => {
+                events.push(event(EventType::Warning, &c.reason, &c.message, "Reconcile"))
+            }
+            _ => {}
+        }
+    }
+    events
+}
+
+fn event(type_: EventType, reason: &str, note: &str, action: &str) -> Event {
+    let mut note = note.to_owned();
+    note.truncate(1000);
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    }
+}
+
+/// Publishes `events` about `connector`; failures are logged, never fatal.
+pub async fn publish_events(recorder: &Recorder, connector: &S3SentinelConnector, events: Vec<Event>) {
+    let reference = connector.object_ref(&());
+    for e in events {
+        if let Err(error) = recorder.publish(&e, &reference).await {
+            tracing::warn!(%error, reason = %e.reason, "unable to publish event");
+        }
+    }
+}
+
+/// Rollout state of the worker Deployment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Rollout {
+    desired: i32,
+    replicas: i32,
+    updated: i32,
+    ready: i32,
+    progressing: bool,
+    ready_ok: bool,
+    stuck: bool,
+}
+
+impl Rollout {
+    fn of(d: &Deployment) -> Rollout {
+        let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let s = d.status.clone().unwrap_or_default();
+        let current = s.observed_generation.is_some() && s.observed_generation >= d.metadata.generation;
+        let replicas = s.replicas.unwrap_or(0);
+        let updated = s.updated_replicas.unwrap_or(0);
+        let ready = s.ready_replicas.unwrap_or(0);
+        let available = s.available_replicas.unwrap_or(0);
+        let stuck = s.conditions.unwrap_or_default().iter().any(|c| {
+            c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        });
+        let complete = current && updated >= desired && replicas == updated && available >= desired;
+        Rollout {
+            desired,
+            replicas,
+            updated,
+            ready,
+            progressing: !complete,
+            ready_ok: complete && ready >= desired,
+            stuck,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn deployment(replicas: i32, ready: i32) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(2),
+                replicas: Some(replicas),
+                updated_replicas: Some(replicas),
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn get<'a>(s: &'a S3SentinelConnectorStatus, type_: &str) -> &'a Condition {
+        condition(Some(s), type_).unwrap()
+    }
+
+    #[test]
+    fn ready_when_every_pod_is_ready() {
+        let s = compute(
+            None,
+            Some(3),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(2, 2)),
+            t(0),
+        );
+        assert_eq!(get(&s, READY).status, "True");
+        assert_eq!(get(&s, READY).message, "2/2 worker pods ready");
+        assert_eq!(get(&s, PROGRESSING).status, "False");
+        assert_eq!(get(&s, DEGRADED).status, "False");
+        assert_eq!(
+            (s.observed_generation, s.replicas, s.ready_replicas),
+            (Some(3), Some(2), Some(2))
+        );
+        let s = compute(
+            None,
+            Some(3),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(2, 1)),
+            t(0),
+        );
+        assert_eq!(
+            (
+                get(&s, READY).status.as_str(),
+                get(&s, PROGRESSING).status.as_str()
+            ),
+            ("False", "True")
+        );
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_flips() {
+        let a = compute(
+            None,
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(1, 0)),
+            t(0),
+        );
+        let b = compute(
+            Some(&a),
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(1, 0)),
+            t(10),
+        );
+        assert_eq!(
+            a, b,
+            "an unchanged status must compare equal so it is not rewritten"
+        );
+        let c = compute(
+            Some(&b),
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(1, 1)),
+            t(20),
+        );
+        assert_eq!(get(&c, READY).last_transition_time, Time(t(20)));
+        assert_eq!(get(&c, DEGRADED).last_transition_time, Time(t(0)));
+    }
+
+    #[test]
+    fn invalid_spec_is_degraded_with_the_secret_in_the_message() {
+        let errors = [ValidationError::SecretNotFound {
+            field: "spec.sentinel.auth.clientSecretRef.key".into(),
+            namespace: "logs".into(),
+            name: "entra".into(),
+        }];
+        let s = compute(None, Some(1), "c", Outcome::Invalid(&errors), None, t(0));
+        let d = get(&s, DEGRADED);
+        assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "SecretNotFound"));
+        assert!(d.message.contains("Secret logs/entra"), "{}", d.message);
+        assert_eq!(get(&s, READY).status, "False");
+        assert_eq!(s.replicas, None);
+    }
+
+    #[test]
+    fn suspended_connector_is_not_ready_but_not_degraded() {
+        let s = compute(
+            None,
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: true },
+            Some(&deployment(0, 0)),
+            t(0),
+        );
+        assert_eq!(get(&s, READY).reason, reason::SUSPENDED);
+        assert_eq!(get(&s, DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn worker_reported_fields_survive() {
+        let old = S3SentinelConnectorStatus {
+            records_per_second: Some(42.0),
+            ..Default::default()
+        };
+        let s = compute(
+            Some(&old),
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(1, 1)),
+            t(0),
+        );
+        assert_eq!(s.records_per_second, Some(42.0));
+    }
+
+    #[test]
+    fn events_follow_transitions_only() {
+        let errors = [ValidationError::InvalidField {
+            field: "spec.x".into(),
+            problem: "bad".into(),
+        }];
+        let bad = compute(None, Some(1), "c", Outcome::Invalid(&errors), None, t(0));
+        let ev = transition_events(None, &bad);
+        assert_eq!(
+            ev.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+            ["InvalidSpec"]
+        );
+        assert!(transition_events(Some(&bad), &bad).is_empty());
+        let good = compute(
+            Some(&bad),
+            Some(2),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(1, 1)),
+            t(5),
+        );
+        let reasons: Vec<String> = transition_events(Some(&bad), &good)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["Recovered", "WorkersReady"]);
+        let down = compute(
+            Some(&good),
+            Some(2),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(1, 0)),
+            t(9),
+        );
+        let ev = transition_events(Some(&good), &down);
+        assert_eq!((ev.len(), ev[0].reason.as_str()), (1, "WorkersNotReady"));
+    }
+}

@@ -1,0 +1,644 @@
+//! Validate: an `S3SentinelConnector` plus the Secrets it names → a [`ValidatedConnector`], or every
+//! problem at once, each naming the spec field or the Secret and key.
+//!
+//! Pure: the caller fetches the Secrets ([`referenced_secrets`] says which) and passes them in. The
+//! worker configuration is rendered here and checked with the worker's own [`WorkerConfig::validate`], so
+//! the operator never writes a ConfigMap the worker would refuse; the worker's key names are translated
+//! back to spec paths in the messages.
+
+use crate::labels;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+use s3_sentinel_api::WorkerConfig;
+use s3_sentinel_api::config::ConfigError;
+use s3_sentinel_api::connector::{
+    AwsCredentialsMethod, EntraAuthMethod, S3SentinelConnector, S3SentinelConnectorSpec, WorkerPodSpec,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where the worker's configuration file is mounted.
+pub const CONFIG_DIR: &str = "/etc/s3-sentinel";
+/// File name of the configuration inside [`CONFIG_DIR`] and key in the ConfigMap.
+pub const CONFIG_FILE: &str = "config.yaml";
+/// Writable directory for the checkpoint and dead-letter files (an emptyDir).
+pub const DATA_DIR: &str = "/var/lib/s3-sentinel";
+/// Port of the worker's admin server (`/metrics`, `/healthz`, `/readyz`).
+pub const ADMIN_PORT: i32 = 9090;
+/// Environment variable the worker reads the Entra client secret from.
+pub const CLIENT_SECRET_ENV: &str = "AZURE_CLIENT_SECRET";
+
+/// Settings of the operator that apply to every connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorDefaults {
+    /// Worker image used when a connector does not name one.
+    pub worker_image: String,
+}
+
+/// One problem with a connector, naming what to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationError {
+    /// A spec field has a value the worker cannot use.
+    #[error("{field}: {problem}")]
+    InvalidField {
+        /// Dotted path in the resource, e.g. `spec.source.prefixes[1]`.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A referenced Secret does not exist.
+    #[error("Secret {namespace}/{name} (from {field}) not found")]
+    SecretNotFound {
+        /// The spec field naming the Secret.
+        field: String,
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+    },
+    /// A referenced Secret exists but lacks a key, or the key is empty.
+    #[error("Secret {namespace}/{name} has no non-empty key `{key}` (from {field})")]
+    SecretKeyMissing {
+        /// The spec field naming the key.
+        field: String,
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The missing key.
+        key: String,
+    },
+}
+
+impl ValidationError {
+    /// Condition reason for this kind of problem (a bounded set).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ValidationError::InvalidField { .. } => "InvalidSpec",
+            ValidationError::SecretNotFound { .. } => "SecretNotFound",
+            ValidationError::SecretKeyMissing { .. } => "SecretKeyMissing",
+        }
+    }
+}
+
+/// How many worker pods, and who decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    /// A fixed count; the Deployment's `replicas` is set.
+    Fixed(i32),
+    /// A HorizontalPodAutoscaler decides between `min` and `max`; the Deployment's `replicas` is left alone.
+    Autoscaled {
+        /// Fewest pods.
+        min: i32,
+        /// Most pods.
+        max: i32,
+        /// Target average CPU utilisation, percent.
+        cpu_percent: i32,
+    },
+    /// `spec.suspend`: zero pods, no autoscaler.
+    Suspended,
+}
+
+impl Replicas {
+    /// The `replicas` the Deployment is applied with (`None` leaves it to the autoscaler).
+    pub fn deployment_replicas(self) -> Option<i32> {
+        match self {
+            Replicas::Fixed(n) => Some(n),
+            Replicas::Autoscaled { .. } => None,
+            Replicas::Suspended => Some(0),
+        }
+    }
+}
+
+/// A connector whose every field has been checked and defaulted: the only input of the builders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedConnector {
+    /// Name of the connector (and of most owned objects).
+    pub name: String,
+    /// Namespace of the connector and its objects.
+    pub namespace: String,
+    /// Controller owner reference to put on every owned object.
+    pub owner: OwnerReference,
+    /// The worker configuration as rendered into the ConfigMap.
+    pub worker_config: WorkerConfig,
+    /// [`Self::worker_config`] as YAML.
+    pub config_yaml: String,
+    /// SHA-256 of everything that must roll the pods when it changes (config and Secret references).
+    pub config_hash: String,
+    /// Worker image.
+    pub image: String,
+    /// Replica policy.
+    pub replicas: Replicas,
+    /// Environment variables of the worker container (Secret references only, never values).
+    pub env: Vec<EnvVar>,
+    /// Whether pods are labelled for Azure Workload Identity.
+    pub workload_identity: bool,
+    /// Annotations of the worker ServiceAccount.
+    pub service_account_annotations: BTreeMap<String, String>,
+    /// Pod-level settings from the spec.
+    pub pod: WorkerPodSpec,
+}
+
+/// Names of the Secrets (in the connector's namespace) that validation needs to see.
+pub fn referenced_secrets(spec: &S3SentinelConnectorSpec) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    if spec.source.credentials.method == AwsCredentialsMethod::Secret
+        && let Some(r) = &spec.source.credentials.secret_ref
+    {
+        names.insert(r.name.clone());
+    }
+    if spec.sentinel.auth.method == EntraAuthMethod::ClientSecret
+        && let Some(r) = &spec.sentinel.auth.client_secret_ref
+    {
+        names.insert(r.name.clone());
+    }
+    names
+}
+
+/// Validates `connector` given the Secrets found in its namespace (`secrets` by name; absent means not
+/// found).
+pub fn validate(
+    connector: &S3SentinelConnector,
+    secrets: &BTreeMap<String, Secret>,
+    defaults: &OperatorDefaults,
+) -> Result<ValidatedConnector, Vec<ValidationError>> {
+    let mut errors = Vec::new();
+    let name = connector.name_any();
+    let namespace = connector.namespace().unwrap_or_default();
+    let spec = &connector.spec;
+    let invalid = |field: &str, problem: String| ValidationError::InvalidField {
+        field: field.into(),
+        problem,
+    };
+
+    if !is_dns_label(&name) {
+        errors.push(invalid(
+            "metadata.name",
+            format!("`{name}` must be a DNS label (at most 63 of a-z, 0-9, `-`, starting with a letter): it names the worker Service and labels"),
+        ));
+    }
+    let scaling = &spec.scaling;
+    if scaling.min_replicas > scaling.max_replicas {
+        errors.push(invalid(
+            "spec.scaling.minReplicas",
+            format!(
+                "{} is greater than spec.scaling.maxReplicas ({})",
+                scaling.min_replicas, scaling.max_replicas
+            ),
+        ));
+    }
+
+    let mut env = Vec::new();
+    let mut secret_key =
+        |field: &str, secret: &str, key: &str, env_name: &str, errors: &mut Vec<ValidationError>| {
+            match secrets.get(secret) {
+                None => {
+                    let e = ValidationError::SecretNotFound {
+                        field: field.into(),
+                        namespace: namespace.clone(),
+                        name: secret.into(),
+                    };
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
+                Some(s) => {
+                    let present = s
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get(key))
+                        .is_some_and(|v| !v.0.is_empty())
+                        || s.string_data
+                            .as_ref()
+                            .and_then(|d| d.get(key))
+                            .is_some_and(|v| !v.is_empty());
+                    if !present {
+                        errors.push(ValidationError::SecretKeyMissing {
+                            field: field.into(),
+                            namespace: namespace.clone(),
+                            name: secret.into(),
+                            key: key.into(),
+                        });
+                    }
+                }
+            }
+            env.push(secret_env(env_name, secret, key));
+        };
+
+    let creds = &spec.source.credentials;
+    match (creds.method, &creds.secret_ref) {
+        (AwsCredentialsMethod::Secret, Some(r)) => {
+            let field = "spec.source.credentials.secretRef";
+            secret_key(
+                &format!("{field}.accessKeyIdKey"),
+                &r.name,
+                &r.access_key_id_key,
+                "AWS_ACCESS_KEY_ID",
+                &mut errors,
+            );
+            secret_key(
+                &format!("{field}.secretAccessKeyKey"),
+                &r.name,
+                &r.secret_access_key_key,
+                "AWS_SECRET_ACCESS_KEY",
+                &mut errors,
+            );
+            if let Some(key) = &r.session_token_key {
+                secret_key(
+                    &format!("{field}.sessionTokenKey"),
+                    &r.name,
+                    key,
+                    "AWS_SESSION_TOKEN",
+                    &mut errors,
+                );
+            }
+        }
+        (AwsCredentialsMethod::Secret, None) => errors.push(invalid(
+            "spec.source.credentials.secretRef",
+            "is required when method is Secret".into(),
+        )),
+        (AwsCredentialsMethod::ServiceAccount, Some(_)) => errors.push(invalid(
+            "spec.source.credentials.secretRef",
+            "must not be set when method is ServiceAccount".into(),
+        )),
+        (AwsCredentialsMethod::ServiceAccount, None) => {}
+    }
+
+    let auth = &spec.sentinel.auth;
+    match (auth.method, &auth.client_secret_ref) {
+        (EntraAuthMethod::ClientSecret, Some(r)) => {
+            secret_key(
+                "spec.sentinel.auth.clientSecretRef.key",
+                &r.name,
+                &r.key,
+                CLIENT_SECRET_ENV,
+                &mut errors,
+            );
+            for (field, value) in [("tenantId", &auth.tenant_id), ("clientId", &auth.client_id)] {
+                if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                    errors.push(invalid(
+                        &format!("spec.sentinel.auth.{field}"),
+                        "is required when method is ClientSecret".into(),
+                    ));
+                }
+            }
+        }
+        (EntraAuthMethod::ClientSecret, None) => errors.push(invalid(
+            "spec.sentinel.auth.clientSecretRef",
+            "is required when method is ClientSecret".into(),
+        )),
+        (EntraAuthMethod::WorkloadIdentity, Some(_)) => errors.push(invalid(
+            "spec.sentinel.auth.clientSecretRef",
+            "must not be set when method is WorkloadIdentity".into(),
+        )),
+        (EntraAuthMethod::WorkloadIdentity, None) => {}
+    }
+
+    let worker_config = match WorkerConfig::from_yaml(&render_worker_config(spec).to_string()) {
+        Ok(c) => Some(c),
+        Err(ConfigError::Invalid(fields)) => {
+            errors.extend(fields.into_iter().map(|f| invalid(&spec_path(&f.key), f.problem)));
+            None
+        }
+        Err(other) => {
+            errors.push(invalid(
+                "spec",
+                format!("renders to a worker configuration the worker refuses: {other}"),
+            ));
+            None
+        }
+    };
+
+    let config_yaml = worker_config.as_ref().map(|c| c.to_yaml());
+    let (worker_config, config_yaml) = match (worker_config, config_yaml) {
+        (Some(c), Some(Ok(yaml))) if errors.is_empty() => (c, yaml),
+        (_, Some(Err(e))) => {
+            errors.push(invalid(
+                "spec",
+                format!("unable to render the worker configuration: {e}"),
+            ));
+            return Err(errors);
+        }
+        _ => return Err(errors),
+    };
+
+    let replicas = if spec.suspend {
+        Replicas::Suspended
+    } else if scaling.autoscaling() {
+        Replicas::Autoscaled {
+            min: scaling.min_replicas,
+            max: scaling.max_replicas,
+            cpu_percent: scaling.target_cpu_utilization_percentage,
+        }
+    } else {
+        Replicas::Fixed(scaling.min_replicas)
+    };
+
+    let workload_identity = auth.method == EntraAuthMethod::WorkloadIdentity;
+    let mut service_account_annotations = spec.worker.service_account_annotations.clone();
+    if workload_identity && let Some(client_id) = &auth.client_id {
+        service_account_annotations.insert(labels::AZURE_CLIENT_ID_ANNOTATION.into(), client_id.clone());
+    }
+
+    let mut hasher = Sha256::new();
+    hasher.update(config_yaml.as_bytes());
+    for e in &env {
+        if let Some(r) = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+            hasher.update(format!("\n{}={}/{}", e.name, r.name, r.key).as_bytes());
+        }
+    }
+    let config_hash = hex(&hasher.finalize()[..16]);
+
+    Ok(ValidatedConnector {
+        owner: owner_reference(connector),
+        name,
+        namespace,
+        worker_config,
+        config_yaml,
+        config_hash,
+        image: spec
+            .worker
+            .image
+            .clone()
+            .unwrap_or_else(|| defaults.worker_image.clone()),
+        replicas,
+        env,
+        workload_identity,
+        service_account_annotations,
+        pod: spec.worker.clone(),
+    })
+}
+
+/// The worker configuration document for `spec` (snake_case keys, as the worker reads them). Keys the spec
+/// does not set are left out so the worker's own defaults apply.
+fn render_worker_config(spec: &S3SentinelConnectorSpec) -> serde_json::Value {
+    let src = &spec.source;
+    let mut aws = json!({
+        "region": src.region,
+        "bucket": src.bucket,
+        "prefixes": src.prefixes,
+        "force_path_style": src.force_path_style,
+        "rate_limit": spec.rate_limit.requests_per_second,
+    });
+    if let Some(endpoint) = &src.endpoint {
+        aws["endpoint_url"] = json!(endpoint);
+    }
+    if let Some(burst) = spec.rate_limit.burst {
+        aws["rate_limit_burst"] = json!(burst);
+    }
+    let s = &spec.sentinel;
+    let mut auth = match s.auth.method {
+        EntraAuthMethod::ClientSecret => {
+            json!({"method": "client_secret", "client_secret_env": CLIENT_SECRET_ENV})
+        }
+        EntraAuthMethod::WorkloadIdentity => json!({"method": "workload_identity"}),
+    };
+    for (key, value) in [
+        ("tenant_id", &s.auth.tenant_id),
+        ("client_id", &s.auth.client_id),
+        ("authority_host", &s.auth.authority_host),
+    ] {
+        if let Some(v) = value {
+            auth[key] = json!(v);
+        }
+    }
+    let cb = &spec.circuit_breaker;
+    json!({
+        "aws": aws,
+        "parser": {"format": spec.parser.format, "max_size_bytes": spec.parser.max_size_bytes},
+        "sentinel": {
+            "endpoint": s.endpoint,
+            "dcr_immutable_id": s.dcr_immutable_id,
+            "stream_name": s.stream_name,
+            "batch_size": spec.batching.batch_size,
+            "batch_timeout": spec.batching.batch_timeout,
+            "max_concurrent_batches": spec.batching.max_concurrent_batches,
+            "allow_insecure_http": s.allow_insecure_http,
+            "auth": auth,
+        },
+        "circuit_breaker": {
+            "failure_threshold": cb.failure_threshold,
+            "reset_timeout": cb.reset_timeout,
+            "success_threshold": cb.success_threshold,
+        },
+        "checkpoint": {"path": format!("{DATA_DIR}/checkpoint.json")},
+        "dead_letter": {"type": "local", "directory": format!("{DATA_DIR}/dead-letter")},
+        "admin": {"listen": format!("0.0.0.0:{ADMIN_PORT}")},
+        "logging": {"format": "json", "level": spec.worker.log_level},
+    })
+}
+
+/// Translates a worker configuration key (`aws.prefixes[1]`) into the spec path that sets it.
+fn spec_path(worker_key: &str) -> String {
+    const MAP: [(&str, &str); 17] = [
+        ("aws.region", "spec.source.region"),
+        ("aws.bucket", "spec.source.bucket"),
+        ("aws.prefixes", "spec.source.prefixes"),
+        ("aws.endpoint_url", "spec.source.endpoint"),
+        ("aws.rate_limit_burst", "spec.rateLimit.burst"),
+        ("aws.rate_limit", "spec.rateLimit.requestsPerSecond"),
+        ("parser.max_size_bytes", "spec.parser.maxSizeBytes"),
+        ("sentinel.endpoint", "spec.sentinel.endpoint"),
+        ("sentinel.dcr_immutable_id", "spec.sentinel.dcrImmutableId"),
+        ("sentinel.stream_name", "spec.sentinel.streamName"),
+        ("sentinel.batch_size", "spec.batching.batchSize"),
+        ("sentinel.batch_timeout", "spec.batching.batchTimeout"),
+        (
+            "sentinel.max_concurrent_batches",
+            "spec.batching.maxConcurrentBatches",
+        ),
+        ("sentinel.auth.authority_host", "spec.sentinel.auth.authorityHost"),
+        (
+            "circuit_breaker.failure_threshold",
+            "spec.circuitBreaker.failureThreshold",
+        ),
+        (
+            "circuit_breaker.reset_timeout",
+            "spec.circuitBreaker.resetTimeout",
+        ),
+        (
+            "circuit_breaker.success_threshold",
+            "spec.circuitBreaker.successThreshold",
+        ),
+    ];
+    MAP.iter()
+        .find_map(|(from, to)| worker_key.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+        .unwrap_or_else(|| match worker_key {
+            "logging.level" => "spec.worker.logLevel".to_owned(),
+            other => format!("spec (worker configuration key `{other}`)"),
+        })
+}
+
+fn secret_env(env_name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: env_name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn owner_reference(connector: &S3SentinelConnector) -> OwnerReference {
+    OwnerReference {
+        api_version: S3SentinelConnector::api_version(&()).into_owned(),
+        kind: S3SentinelConnector::kind(&()).into_owned(),
+        name: connector.name_any(),
+        uid: connector.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && !name.ends_with('-')
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures;
+
+    #[test]
+    fn fixture_validates_and_renders_a_config_the_worker_accepts() {
+        let v = validate(
+            &fixtures::connector(),
+            &fixtures::secrets(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
+        let parsed = WorkerConfig::from_yaml(&v.config_yaml).unwrap();
+        assert_eq!(parsed, v.worker_config);
+        assert_eq!(parsed.aws.bucket, "my-cloudtrail-logs");
+        assert_eq!(parsed.sentinel.auth.client_secret_env, CLIENT_SECRET_ENV);
+        assert_eq!(parsed.admin.listen.port(), ADMIN_PORT as u16);
+        assert!(
+            !v.config_yaml.contains("s3cr3t"),
+            "secret values must never be rendered"
+        );
+        assert_eq!(
+            v.replicas,
+            Replicas::Autoscaled {
+                min: 1,
+                max: 4,
+                cpu_percent: 70
+            }
+        );
+        let env: Vec<&str> = v.env.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            env,
+            [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AZURE_CLIENT_SECRET"
+            ]
+        );
+        assert!(v.env.iter().all(|e| e.value.is_none()));
+    }
+
+    #[test]
+    fn missing_secret_names_the_secret_and_field() {
+        let mut secrets = fixtures::secrets();
+        secrets.remove("entra-credentials");
+        let errors = validate(&fixtures::connector(), &secrets, &fixtures::defaults()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "Secret logs/entra-credentials (from spec.sentinel.auth.clientSecretRef.key) not found"
+        );
+        assert_eq!(errors[0].reason(), "SecretNotFound");
+    }
+
+    #[test]
+    fn missing_key_names_the_key() {
+        let mut secrets = fixtures::secrets();
+        secrets
+            .get_mut("aws-credentials")
+            .unwrap()
+            .data
+            .as_mut()
+            .unwrap()
+            .remove("AWS_SECRET_ACCESS_KEY");
+        let errors = validate(&fixtures::connector(), &secrets, &fixtures::defaults()).unwrap_err();
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "Secret logs/aws-credentials has no non-empty key `AWS_SECRET_ACCESS_KEY` (from spec.source.credentials.secretRef.secretAccessKeyKey)"
+            ]
+        );
+    }
+
+    #[test]
+    fn worker_rules_come_back_as_spec_paths() {
+        let mut c = fixtures::connector();
+        c.spec.source.prefixes = vec!["AWSLogs/".into(), "AWSLogs/1/".into()];
+        c.spec.scaling.min_replicas = 9;
+        let errors = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap_err();
+        let fields: Vec<String> = errors
+            .iter()
+            .map(|e| match e {
+                ValidationError::InvalidField { field, .. } => field.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        assert_eq!(fields, ["spec.scaling.minReplicas", "spec.source.prefixes[1]"]);
+    }
+
+    #[test]
+    fn suspend_wins_over_autoscaling_and_workload_identity_annotates_the_service_account() {
+        let mut c = fixtures::connector();
+        c.spec.suspend = true;
+        c.spec.sentinel.auth = fixtures::workload_identity_auth();
+        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert_eq!(v.replicas, Replicas::Suspended);
+        assert_eq!(v.replicas.deployment_replicas(), Some(0));
+        assert!(v.workload_identity);
+        assert_eq!(
+            v.service_account_annotations[labels::AZURE_CLIENT_ID_ANNOTATION],
+            "00000000-0000-0000-0000-000000000002"
+        );
+        assert!(v.env.iter().all(|e| e.name != CLIENT_SECRET_ENV));
+    }
+
+    #[test]
+    fn hash_changes_with_the_config_and_only_then() {
+        let a = validate(
+            &fixtures::connector(),
+            &fixtures::secrets(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
+        let mut c = fixtures::connector();
+        c.spec.worker.node_selector.insert("pool".into(), "logs".into());
+        let b = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert_eq!(a.config_hash, b.config_hash);
+        c.spec.batching.batch_size = 500;
+        let d = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert_ne!(a.config_hash, d.config_hash);
+    }
+
+    #[test]
+    fn names_that_cannot_label_objects_are_refused() {
+        let mut c = fixtures::connector();
+        c.metadata.name = Some("9-lives".into());
+        let errors = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap_err();
+        assert!(errors[0].to_string().starts_with("metadata.name:"), "{errors:?}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Parse throughput: generates N MB (first argument, default 64) of CloudTrail and VPC flow data in
+//! memory from the test fixtures and prints MB/s and records/s per format, single-threaded.
+//!
+//! Run with `cargo run --release -p s3-sentinel-parse --example parse_throughput -- 64`.
+
+use std::time::Instant;
+
+use s3_sentinel_parse::{LogFormat, ParseOptions, RecordSink, Rejection, SinkClosed, parse_object};
+
+/// Counts records and bytes; keeps nothing.
+#[derive(Default)]
+struct Count {
+    records: u64,
+    rejected: u64,
+    bytes: u64,
+}
+
+impl RecordSink for Count {
+    fn record(&mut self, json: &[u8], _: u64) -> Result<(), SinkClosed> {
+        self.records += 1;
+        self.bytes += json.len() as u64;
+        Ok(())
+    }
+
+    fn reject(&mut self, _: Rejection<'_>) -> Result<(), SinkClosed> {
+        self.rejected += 1;
+        Ok(())
+    }
+}
+
+fn fixture(path: &str) -> Result<Vec<u8>, std::io::Error> {
+    std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A compact CloudTrail object of about `size` bytes built from the fixture records.
+fn cloudtrail(size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&fixture("cloudtrail/stratus-red-team_detonation-logs.json")?)?;
+    let records: Vec<Vec<u8>> = v["Records"]
+        .as_array()
+        .ok_or("no Records")?
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<Result<_, _>>()?;
+    let mut out = b"{\"Records\":[".to_vec();
+    for (i, r) in records.iter().cycle().enumerate() {
+        if out.len() >= size {
+            break;
+        }
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
+/// A default-format VPC flow object of about `size` bytes built from the fixture lines.
+fn vpcflow(size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let text = fixture("vpcflow/cribl_v2-default-s3-object.log")?;
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out = Vec::with_capacity(size + 200);
+    for line in lines.iter().cycle() {
+        if out.len() >= size {
+            break;
+        }
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+fn measure(format: LogFormat, data: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+    let opts = ParseOptions::default();
+    let mut best = f64::MAX;
+    let mut sink = Count::default();
+    for _ in 0..3 {
+        sink = Count::default();
+        let mut input = data;
+        let start = Instant::now();
+        parse_object(format, &mut input, &opts, &mut sink)?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let mb = data.len() as f64 / 1e6;
+    println!(
+        "{format:<10} {mb:>8.1} MB in {best:>6.3} s: {:>8.1} MB/s, {:>10.0} records/s ({} records, {} rejected, {:.1} MB out)",
+        mb / best,
+        sink.records as f64 / best,
+        sink.records,
+        sink.rejected,
+        sink.bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mb: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(64);
+    measure(LogFormat::Cloudtrail, &cloudtrail(mb << 20)?)?;
+    measure(LogFormat::Vpcflow, &vpcflow(mb << 20)?)?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! The s3-sentinel worker: discovers log objects in S3, streams and parses them, and delivers the records
+//! to the Azure Monitor Logs Ingestion API at least once.
+//!
+//! [`pipeline`] wires the stages together and reads top to bottom; each stage lives in its own module.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod batch;
+pub mod checkpoint;
+pub mod dead_letter;
+pub mod demo;
+pub mod local_s3;
+pub mod pipeline;
+pub mod resilience;
+pub mod s3;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
+pub mod tracker;

@@ -1,0 +1,114 @@
+//! The S3 client: built once from validated settings, with the SDK's own retries and timeouts set
+//! explicitly so that they do not multiply with the worker's object-level retries.
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::Region;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use s3_sentinel_api::config::AwsConfig;
+use std::time::Duration;
+
+/// Builds the S3 client for `cfg`. Credentials come from the default AWS chain (environment,
+/// web-identity token for IRSA, profile, instance metadata): never from the configuration file.
+pub async fn build_client(cfg: &AwsConfig) -> aws_sdk_s3::Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(cfg.read_timeout.get())
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(cfg.sdk_max_attempts))
+        .timeout_config(timeouts);
+    if let Some(url) = &cfg.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let shared = loader.load().await;
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(cfg.force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// How an S3 request failed, reduced to what the worker does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Failure {
+    /// `SlowDown` or HTTP 503: back off all S3 requests, then retry.
+    SlowDown,
+    /// The object or bucket does not exist (deleted since listing): nothing to do.
+    NotFound,
+    /// Access denied or another client error: retrying will not help without a configuration change.
+    Permanent,
+    /// Network trouble, timeouts, 5xx: retry later.
+    Transient,
+}
+
+impl S3Failure {
+    /// Bounded label for metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            S3Failure::SlowDown => "slowdown",
+            S3Failure::NotFound => "not_found",
+            S3Failure::Permanent => "denied",
+            S3Failure::Transient => "error",
+        }
+    }
+}
+
+/// Classifies an SDK error.
+pub fn classify<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> S3Failure {
+    if let SdkError::ServiceError(se) = err {
+        match se.raw().status().as_u16() {
+            503 => return S3Failure::SlowDown,
+            404 => return S3Failure::NotFound,
+            _ => {}
+        }
+    }
+    match err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            match code {
+                "SlowDown"
+                | "ServiceUnavailable"
+                | "Throttling"
+                | "ThrottlingException"
+                | "RequestLimitExceeded" => S3Failure::SlowDown,
+                "NoSuchKey" | "NoSuchBucket" | "NotFound" => S3Failure::NotFound,
+                "AccessDenied"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "AllAccessDisabled"
+                | "InvalidObjectState" => S3Failure::Permanent,
+                _ => S3Failure::Transient,
+            }
+        }
+        _ => S3Failure::Transient,
+    }
+}
+
+/// Short description of an SDK error for logs: the service code and message, or the transport cause.
+pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match err {
+        SdkError::ServiceError(se) => format!(
+            "{}: {}",
+            se.err().code().unwrap_or("unknown"),
+            se.err().message().unwrap_or("no message")
+        ),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Poll mode: list the configured prefixes with ListObjectsV2 and offer every object not yet done.
+//!
+//! Progress lives in the checkpoint: per prefix a watermark (every key at or below it is done) plus the
+//! done keys above it. Listing starts after the watermark, so a pass costs requests in proportion to new
+//! objects, not to the bucket's history. An object is marked *started* durably before it is offered (so a
+//! crash after that point is known, and its re-read counted as possible duplicates) and *done* only when
+//! the pipeline reports its outcome.
+//!
+//! Known limit (addressed by SQS mode and the partitioning work): an object whose key sorts at or below
+//! the watermark when it arrives is not seen. AWS's own log layouts put the date in the key, so new
+//! objects sort after old ones.
+
+use super::{ObjectOutcome, ObjectRef, ObjectSource, SourceError, WorkItem};
+use crate::checkpoint::CheckpointHandle;
+use crate::resilience::RateLimiter;
+use crate::s3::{S3Failure, classify, describe};
+use crate::telemetry::Metrics;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Settings of a poll source.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    /// Bucket to list.
+    pub bucket: String,
+    /// Prefixes, each with its own checkpoint scope.
+    pub prefixes: Vec<String>,
+    /// ListObjectsV2 `MaxKeys` (`aws.batch_size`).
+    pub page_size: i32,
+    /// Pause after a pass that found nothing new.
+    pub poll_interval: Duration,
+    /// Stop once everything found in the first pass is finished (retrying failed objects up to
+    /// `once_rounds` passes) instead of polling forever.
+    pub once: bool,
+    /// Passes made in `once` mode to retry objects whose attempt failed.
+    pub once_rounds: u32,
+}
+
+/// The poll-mode source.
+pub struct PollSource {
+    client: aws_sdk_s3::Client,
+    settings: PollSettings,
+    limiter: RateLimiter,
+    checkpoint: CheckpointHandle,
+    metrics: Metrics,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    first_pass: Option<oneshot::Sender<()>>,
+}
+
+/// What one listing pass found.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassCounts {
+    listed: u64,
+    dispatched: u64,
+}
+
+impl PollSource {
+    /// A poll source over `client`. `first_pass` fires once the first full listing pass finished
+    /// (readiness).
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        settings: PollSettings,
+        limiter: RateLimiter,
+        checkpoint: CheckpointHandle,
+        metrics: Metrics,
+        first_pass: Option<oneshot::Sender<()>>,
+    ) -> PollSource {
+        PollSource {
+            client,
+            settings,
+            limiter,
+            checkpoint,
+            metrics,
+            in_flight: Arc::new(Mutex::new(HashSet::new())),
+            first_pass,
+        }
+    }
+
+    fn in_flight_contains(&self, key: &str) -> bool {
+        self.in_flight.lock().map(|s| s.contains(key)).unwrap_or(false)
+    }
+
+    /// Lists every prefix once and dispatches what is new. Finalizers that record completion are
+    /// spawned into `finalizers`.
+    async fn pass(
+        &mut self,
+        tx: &mpsc::Sender<WorkItem>,
+        stop: &CancellationToken,
+        finalizers: &mut JoinSet<bool>,
+    ) -> Result<PassCounts, SourceError> {
+        let mut counts = PassCounts::default();
+        let prefixes = self.settings.prefixes.clone();
+        for prefix in &prefixes {
+            if stop.is_cancelled() {
+                break;
+            }
+            let c = self.pass_prefix(prefix, tx, stop, finalizers).await?;
+            counts.listed += c.listed;
+            counts.dispatched += c.dispatched;
+        }
+        Ok(counts)
+    }
+
+    async fn pass_prefix(
+        &mut self,
+        prefix: &str,
+        tx: &mpsc::Sender<WorkItem>,
+        stop: &CancellationToken,
+        finalizers: &mut JoinSet<bool>,
+    ) -> Result<PassCounts, SourceError> {
+        let mut counts = PassCounts::default();
+        let state = self.checkpoint.snapshot().await;
+        let start_after = state.prefixes.get(prefix).and_then(|p| p.watermark.clone());
+        let mut token: Option<String> = None;
+        let mut slowdowns = 0u32;
+        loop {
+            if stop.is_cancelled() {
+                return Ok(counts);
+            }
+            self.limiter.acquire().await;
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.settings.bucket)
+                .prefix(prefix)
+                .max_keys(self.settings.page_size);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            } else if let Some(w) = &start_after {
+                req = req.start_after(w);
+            }
+            let started = Instant::now();
+            let resp = req.send().await;
+            self.metrics
+                .s3_request_duration
+                .with_label_values(&["list"])
+                .observe(started.elapsed().as_secs_f64());
+            let page = match resp {
+                Ok(page) => {
+                    self.metrics.s3_requests.with_label_values(&["list", "ok"]).inc();
+                    self.limiter.recovered();
+                    slowdowns = 0;
+                    page
+                }
+                Err(err) => {
+                    let kind = classify(&err);
+                    self.metrics
+                        .s3_requests
+                        .with_label_values(&["list", kind.as_str()])
+                        .inc();
+                    match kind {
+                        S3Failure::SlowDown if slowdowns < 8 => {
+                            slowdowns += 1;
+                            warn!(bucket = %self.settings.bucket, prefix, rate_limited = true, "s3 answered SlowDown to a listing; backing off");
+                            self.limiter.slow_down();
+                            continue;
+                        }
+                        S3Failure::Permanent | S3Failure::NotFound => {
+                            return Err(SourceError::List {
+                                bucket: self.settings.bucket.clone(),
+                                prefix: prefix.to_owned(),
+                                detail: describe(&err),
+                            });
+                        }
+                        _ => {
+                            warn!(bucket = %self.settings.bucket, prefix, error = %describe(&err), "unable to list objects; will retry next pass");
+                            return Ok(counts);
+                        }
+                    }
+                }
+            };
+
+            let mut page_keys = Vec::new();
+            for obj in page.contents() {
+                let Some(key) = obj.key() else { continue };
+                counts.listed += 1;
+                page_keys.push(key.to_owned());
+                let size = obj.size().unwrap_or(0).max(0) as u64;
+                if key.ends_with('/') && size == 0 {
+                    // A "folder" marker made by the console: no data, but mark it so the watermark can pass it.
+                    self.checkpoint.done(prefix, key);
+                    continue;
+                }
+                if state.is_done(prefix, key) || self.in_flight_contains(key) {
+                    continue;
+                }
+                let object = ObjectRef {
+                    bucket: self.settings.bucket.clone(),
+                    key: key.to_owned(),
+                    prefix: prefix.to_owned(),
+                    size,
+                    etag: obj.e_tag().map(str::to_owned),
+                    last_modified: obj
+                        .last_modified()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+                };
+                if !self.dispatch(object, &state, tx, stop, finalizers).await? {
+                    return Ok(counts);
+                }
+                counts.dispatched += 1;
+            }
+            self.checkpoint.compact(prefix, page_keys).await;
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Marks the object started (durably), then hands it to the pipeline. Returns false when the
+    /// pipeline or the stop signal ended the pass.
+    async fn dispatch(
+        &mut self,
+        object: ObjectRef,
+        state: &crate::checkpoint::CheckpointState,
+        tx: &mpsc::Sender<WorkItem>,
+        stop: &CancellationToken,
+        finalizers: &mut JoinSet<bool>,
+    ) -> Result<bool, SourceError> {
+        let possible_duplicate = state.was_in_progress(&object.key).is_some();
+        self.checkpoint
+            .started(&object.key, object.etag.clone())
+            .await
+            .map_err(|e| SourceError::Checkpoint(e.to_string()))?;
+        let (done_tx, done_rx) = oneshot::channel();
+        let key = object.key.clone();
+        let prefix = object.prefix.clone();
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.insert(key.clone());
+        }
+        self.metrics.objects_pending.inc();
+        let item = WorkItem {
+            object,
+            possible_duplicate,
+            done: done_tx,
+        };
+        let sent = tokio::select! {
+            r = tx.send(item) => r.is_ok(),
+            () = stop.cancelled() => false,
+        };
+        if !sent {
+            self.metrics.objects_pending.dec();
+            if let Ok(mut set) = self.in_flight.lock() {
+                set.remove(&key);
+            }
+            return Ok(false);
+        }
+        let checkpoint = self.checkpoint.clone();
+        let in_flight = Arc::clone(&self.in_flight);
+        finalizers.spawn(async move {
+            let outcome = done_rx.await;
+            let finished = outcome.is_ok();
+            if let Ok(outcome) = outcome {
+                debug!(key = %key, ?outcome, "object finished");
+                checkpoint.done(&prefix, &key);
+            }
+            if let Ok(mut set) = in_flight.lock() {
+                set.remove(&key);
+            }
+            finished
+        });
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ObjectSource for PollSource {
+    async fn run(
+        mut self: Box<Self>,
+        tx: mpsc::Sender<WorkItem>,
+        stop: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let mut finalizers = JoinSet::new();
+        let mut round = 0u32;
+        loop {
+            let counts = self.pass(&tx, &stop, &mut finalizers).await?;
+            if let Some(ready) = self.first_pass.take() {
+                let _ = ready.send(());
+            }
+            info!(
+                bucket = %self.settings.bucket,
+                listed = counts.listed,
+                dispatched = counts.dispatched,
+                "discovery pass finished"
+            );
+            if stop.is_cancelled() {
+                break;
+            }
+            if self.settings.once {
+                round += 1;
+                let mut unfinished = 0u32;
+                while let Some(res) = finalizers.join_next().await {
+                    if !matches!(res, Ok(true)) {
+                        unfinished += 1;
+                    }
+                }
+                if unfinished == 0 || round >= self.settings.once_rounds || stop.is_cancelled() {
+                    if unfinished > 0 {
+                        warn!(
+                            unfinished,
+                            "objects left unfinished after the last pass; they stay in the checkpoint as started"
+                        );
+                    }
+                    break;
+                }
+                info!(unfinished, round, "retrying objects whose attempt failed");
+                continue;
+            }
+            // Reap finished finalizers so the set does not grow without bound.
+            while finalizers.try_join_next().is_some() {}
+            if counts.dispatched == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        }
+        // Let outstanding completions reach the checkpoint; the pipeline decides how long that may take.
+        while finalizers.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Outcome labels for metrics.
+pub(crate) fn outcome_label(outcome: &ObjectOutcome) -> &'static str {
+    match outcome {
+        ObjectOutcome::Completed { .. } => "complete",
+        ObjectOutcome::Skipped => "skipped",
+        ObjectOutcome::DeadLettered { .. } => "dead_lettered",
+    }
+}
