@@ -99,6 +99,11 @@ pub struct AwsConfig {
     /// Use path-style addressing (`endpoint/bucket/key`); needed by most S3-compatible stores.
     #[serde(default)]
     pub force_path_style: bool,
+    /// Static credentials read from files (e.g. a mounted Kubernetes Secret), for S3-compatible stores
+    /// or when IRSA is not available. Unset: the default AWS chain (environment, web identity/IRSA,
+    /// profile, instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_files: Option<CredentialFiles>,
     /// Objects requested per ListObjectsV2 page (S3 `MaxKeys`, 1–1000). Lower it to spread discovery
     /// out; raise it to discover large backlogs with fewer requests.
     #[serde(default = "default_aws_batch_size")]
@@ -131,6 +136,19 @@ pub struct AwsConfig {
     /// Pause applied to all S3 requests after S3 answers `SlowDown`/503, doubled on repeats up to 64x.
     #[serde(default = "default_slowdown_backoff")]
     pub slowdown_backoff: HumanDuration,
+}
+
+/// Files holding static S3 credentials. The values are never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialFiles {
+    /// File containing the access key id.
+    pub access_key_id_file: PathBuf,
+    /// File containing the secret access key.
+    pub secret_access_key_file: PathBuf,
+    /// File containing a session token, for temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_file: Option<PathBuf>,
 }
 
 /// How objects become records.

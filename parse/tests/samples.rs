@@ -321,7 +321,7 @@ fn malformed_lines_report_fields() {
 #[test]
 fn any_fixture_prefix_in_any_format_never_panics() {
     let mut files = Vec::new();
-    for dir in ["cloudtrail", "vpcflow", "firewall", "syslog", "cef"] {
+    for dir in ["cloudtrail", "vpcflow", "firewall", "syslog", "cef", "waf"] {
         files.extend(fixtures(dir));
     }
     for file in files.iter().filter(|f| !f.ends_with(".md")) {
@@ -329,7 +329,10 @@ fn any_fixture_prefix_in_any_format_never_panics() {
         let cuts = [data.len(), data.len() / 2, data.len() / 3 + 1, 7.min(data.len())];
         for cut in cuts {
             for format in LogFormat::ALL {
-                let opts = ParseOptions { max_record_bytes: 700, ..ParseOptions::default() };
+                let opts = ParseOptions {
+                    max_record_bytes: 700,
+                    ..ParseOptions::default()
+                };
                 let (result, sink) = run_opts(format, &data[..cut], &opts);
                 if let Ok(stats) = result {
                     assert_eq!(stats.records as usize, sink.records.len(), "{file} as {format}");
@@ -338,6 +341,29 @@ fn any_fixture_prefix_in_any_format_never_panics() {
                     assert!(r.3.len() <= 700, "{file} as {format}: raw longer than the cap");
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn jsonlines_waf_samples() {
+    let cases = [
+        ("waf/awsdocs_logging-examples.jsonl", 6),
+        ("waf/clo_waf.jsonl", 2),
+        ("waf/loki_waf.jsonl", 1),
+        ("waf/otel_waf-ja3-ratebased.jsonl", 2),
+    ];
+    assert_eq!(fixtures("waf").len(), cases.len());
+    for (name, records) in cases {
+        let (stats, sink) = run(LogFormat::Jsonlines, &fixture(name));
+        assert_eq!((stats.records, stats.rejected), (records, 0), "{name}");
+        for (_, r) in &sink.records {
+            // WAF `timestamp` is epoch milliseconds; the original fields are kept.
+            assert!(r["timestamp"].is_u64() && r["httpRequest"].is_object(), "{name}");
+            let millis = r["timestamp"].as_i64().unwrap();
+            let expected = chrono::DateTime::from_timestamp_millis(millis).unwrap();
+            let got = chrono::DateTime::parse_from_rfc3339(r["TimeGenerated"].as_str().unwrap()).unwrap();
+            assert_eq!(got, expected, "{name}");
         }
     }
 }

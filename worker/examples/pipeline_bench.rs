@@ -195,6 +195,9 @@ fn worker_binary() -> PathBuf {
 fn run_worker(s3: &LocalS3, emulator_url: &str, format: &str, prefix: &str, work: &Path) -> Outcome {
     let secret = work.join("secret");
     std::fs::write(&secret, "bench-secret").unwrap();
+    let (ak, sk) = (work.join("aws-access-key-id"), work.join("aws-secret-access-key"));
+    std::fs::write(&ak, "BENCHACCESSKEY").unwrap();
+    std::fs::write(&sk, "bench-secret-key").unwrap();
     let checkpoint = work.join(format!("checkpoint-{format}-{}.json", prefix.replace('/', "_")));
     let _ = std::fs::remove_file(&checkpoint);
     // Defaults everywhere except the endpoints and the S3 request rate (the default 10/s would cap this
@@ -206,6 +209,9 @@ fn run_worker(s3: &LocalS3, emulator_url: &str, format: &str, prefix: &str, work
   prefixes: ["{prefix}"]
   endpoint_url: {s3}
   force_path_style: true
+  credential_files:
+    access_key_id_file: {ak}
+    secret_access_key_file: {sk}
   rate_limit: 1000
 parser:
   format: {format}
@@ -233,6 +239,8 @@ logging:
 "#,
         s3 = s3.endpoint_url(),
         secret = secret.display(),
+        ak = ak.display(),
+        sk = sk.display(),
         checkpoint = checkpoint.display(),
         dead = work.join("dead-letter").display(),
     );
@@ -292,7 +300,7 @@ fn print_row(name: &str, o: &Outcome) {
 async fn main() {
     let args = parse_args();
     std::fs::create_dir_all(&args.data_dir).unwrap();
-    let s3 = LocalS3::start(&args.data_dir.join("s3")).await.unwrap();
+    let s3 = LocalS3::start(&args.data_dir.join("s3"), "BENCHACCESSKEY", "bench-secret-key").await.unwrap();
     s3.create_bucket(BUCKET).unwrap();
     let emulator = s3_sentinel_emulator::start(
         EmulatorConfig::default()

@@ -133,6 +133,8 @@ const BUCKET: &str = "demo-security-logs";
 const DCR: &str = "dcr-00000000000000000000000000000000";
 const TENANT: &str = "00000000-0000-0000-0000-000000000000";
 const CLIENT_ID: &str = "s3-sentinel-demo";
+const DEMO_ACCESS_KEY: &str = "DEMOACCESSKEY";
+const DEMO_SECRET_KEY: &str = "demo-secret-access-key";
 
 fn demo_config(format: &str, s3_url: &str, emulator_url: &str, dir: &Path, log_level: &str) -> String {
     let stream = match format {
@@ -149,6 +151,9 @@ fn demo_config(format: &str, s3_url: &str, emulator_url: &str, dir: &Path, log_l
   prefixes: ["{prefix}"]
   endpoint_url: {s3_url}
   force_path_style: true
+  credential_files:
+    access_key_id_file: {access_key}
+    secret_access_key_file: {secret_key}
   rate_limit: 200
   max_concurrent_downloads: 2
 parser:
@@ -184,6 +189,8 @@ logging:
         checkpoint = dir.join("checkpoints").join(format!("{format}.json")).display(),
         dead_letters = dir.join("dead-letter").join(format).display(),
         secret_file = dir.join("secrets").join("client-secret").display(),
+        access_key = dir.join("secrets").join("aws-access-key-id").display(),
+        secret_key = dir.join("secrets").join("aws-secret-access-key").display(),
     )
 }
 
@@ -211,6 +218,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The worker reads its client secret from a file, as from a mounted Kubernetes Secret.
     let secret = "demo-secret-not-for-production";
     write_secret(&dir.join("secrets").join("client-secret"), secret)?;
+    // The local S3 server verifies the worker's SigV4 signatures with these keys.
+    write_secret(&dir.join("secrets").join("aws-access-key-id"), DEMO_ACCESS_KEY)?;
+    write_secret(&dir.join("secrets").join("aws-secret-access-key"), DEMO_SECRET_KEY)?;
     let mut emulator_config = EmulatorConfig::default()
         .with_tenant(TENANT)
         .with_client(CLIENT_ID, secret)
@@ -221,7 +231,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let emulator = s3_sentinel_emulator::start(emulator_config).await?;
 
     // The S3 bucket, seeded with gzipped samples.
-    let s3 = LocalS3::start(&dir.join("s3")).await?;
+    let s3 = LocalS3::start(&dir.join("s3"), DEMO_ACCESS_KEY, DEMO_SECRET_KEY).await?;
     s3.create_bucket(BUCKET)?;
     let mut formats: Vec<&'static str> = Vec::new();
     let mut raw_bytes = 0u64;

@@ -1,7 +1,7 @@
 //! An in-process S3-compatible server on loopback, for the `demo` subcommand, tests and benchmarks.
 //!
 //! It is the real `s3s-fs` S3 implementation (objects are files under a root directory) served over
-//! HTTP, so the worker talks to it with the real AWS SDK exactly as it talks to S3. A thin layer in front
+//! HTTP with SigV4 verification, so the worker talks to it with the real AWS SDK exactly as it talks to S3. A thin layer in front
 //! can answer `503 SlowDown` to chosen requests, to exercise the worker's back-off.
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -54,11 +54,14 @@ pub struct LocalS3 {
 }
 
 impl LocalS3 {
-    /// Serves the directory `root` (one sub-directory per bucket) on `127.0.0.1` at an ephemeral port.
-    pub async fn start(root: &Path) -> std::io::Result<LocalS3> {
+    /// Serves the directory `root` (one sub-directory per bucket) on `127.0.0.1` at an ephemeral port,
+    /// accepting only requests signed (SigV4) with this access key and secret.
+    pub async fn start(root: &Path, access_key: &str, secret_key: &str) -> std::io::Result<LocalS3> {
         std::fs::create_dir_all(root)?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-        let service = S3ServiceBuilder::new(fs).build();
+        let mut builder = S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+        let service = builder.build();
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let faults = Arc::new(S3Faults::default());

@@ -55,6 +55,9 @@ pub enum PipelineError {
     /// Entra ID credentials are missing or unusable.
     #[error("failed to set up sentinel authentication: {0}")]
     Auth(String),
+    /// The S3 client could not be built.
+    #[error("failed to set up the s3 client: {0}")]
+    S3(String),
     /// The HTTP client could not be built.
     #[error("failed to build the http client: {0}")]
     Http(String),
@@ -131,7 +134,7 @@ impl Worker {
         ready: Option<oneshot::Sender<()>>,
     ) -> Result<Worker, PipelineError> {
         let format = config.parser.format.as_str();
-        let s3 = crate::s3::build_client(&config.aws).await;
+        let s3 = crate::s3::build_client(&config.aws).await.map_err(|e| PipelineError::S3(e.to_string()))?;
         let limiter = RateLimiter::from_config(&config.aws, metrics.clone());
 
         let store = Arc::new(FileCheckpointStore::new(config.checkpoint.path.clone()));

@@ -9,9 +9,29 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use s3_sentinel_api::config::AwsConfig;
 use std::time::Duration;
 
-/// Builds the S3 client for `cfg`. Credentials come from the default AWS chain (environment,
-/// web-identity token for IRSA, profile, instance metadata): never from the configuration file.
-pub async fn build_client(cfg: &AwsConfig) -> aws_sdk_s3::Client {
+/// Why the S3 client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum S3ClientError {
+    /// A credential file could not be read.
+    #[error("failed to read aws credential file {path}: {source}")]
+    CredentialFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+fn read_secret(path: &std::path::Path) -> Result<String, S3ClientError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|source| S3ClientError::CredentialFile { path: path.to_path_buf(), source })
+}
+
+/// Builds the S3 client for `cfg`. Credentials come from `aws.credential_files` when set, otherwise
+/// from the default AWS chain (environment, web-identity token for IRSA, profile, instance metadata):
+/// never from the configuration file itself.
+pub async fn build_client(cfg: &AwsConfig) -> Result<aws_sdk_s3::Client, S3ClientError> {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(cfg.read_timeout.get())
@@ -23,11 +43,20 @@ pub async fn build_client(cfg: &AwsConfig) -> aws_sdk_s3::Client {
     if let Some(url) = &cfg.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    if let Some(files) = &cfg.credential_files {
+        let session = files.session_token_file.as_deref().map(read_secret).transpose()?;
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            read_secret(&files.access_key_id_file)?,
+            read_secret(&files.secret_access_key_file)?,
+            session,
+            None,
+            "s3-sentinel-credential-files",
+        );
+        loader = loader.credentials_provider(credentials);
+    }
     let shared = loader.load().await;
-    let conf = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(cfg.force_path_style)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style).build();
+    Ok(aws_sdk_s3::Client::from_conf(conf))
 }
 
 /// How an S3 request failed, reduced to what the worker does about it.

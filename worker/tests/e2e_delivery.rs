@@ -115,11 +115,8 @@ async fn every_format_arrives_exactly_once() {
             "{}: accepted records differ from the parser's output",
             case.format
         );
-        assert!(
-            got.values().all(|&n| n == 1),
-            "{}: duplicates in a fault-free run",
-            case.format
-        );
+        // Multiplicities match the input exactly (real samples contain repeated lines), so no duplicates.
+
         assert_eq!(summary.records_accepted as usize, want.len(), "{}", case.format);
         assert_eq!(
             summary.records_dead_lettered as usize, rejections,
@@ -128,7 +125,7 @@ async fn every_format_arrives_exactly_once() {
         );
         assert_eq!(
             summary.records_read as usize,
-            want.len(),
+            want.len() + rejections,
             "{}: records read",
             case.format
         );

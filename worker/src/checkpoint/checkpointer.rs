@@ -248,7 +248,9 @@ impl Drop for StopGuard {
 
 impl Actor {
     async fn run(self) -> Result<(), CheckpointError> {
-        let mut ticker = tokio::time::interval(self.flush_interval);
+        // The first tick is one interval away: a tick right at start would race the first request.
+        let first = tokio::time::Instant::now() + self.flush_interval;
+        let mut ticker = tokio::time::interval_at(first, self.flush_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut backing_off = false;
         loop {

@@ -368,11 +368,9 @@ impl RecordSink for ChunkSink<'_> {
 
     fn reject(&mut self, rejection: Rejection<'_>) -> Result<(), SinkClosed> {
         let reason = rejection.reason.as_str();
-        self.shared
-            .metrics
-            .records_failed
-            .with_label_values(&[reason])
-            .inc();
+        self.shared.metrics.records_failed.with_label_values(&[reason]).inc();
+        // A rejected line was still read: read = accepted + dead-lettered.
+        self.shared.metrics.records_read.with_label_values(&[self.shared.format]).inc();
         let entry = DeadLetterEntry {
             reason,
             detail: rejection.detail,

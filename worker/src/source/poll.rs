@@ -55,10 +55,14 @@ pub struct PollSource {
 }
 
 /// What one listing pass found.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct PassCounts {
     listed: u64,
     dispatched: u64,
+    /// Prefixes whose listing failed transiently in this pass.
+    list_failures: u64,
+    /// The last listing failure, for the error a one-shot run returns.
+    last_failure: Option<(String, String)>,
 }
 
 impl PollSource {
@@ -104,6 +108,10 @@ impl PollSource {
             let c = self.pass_prefix(prefix, tx, stop, finalizers).await?;
             counts.listed += c.listed;
             counts.dispatched += c.dispatched;
+            counts.list_failures += c.list_failures;
+            if c.last_failure.is_some() {
+                counts.last_failure = c.last_failure;
+            }
         }
         Ok(counts)
     }
@@ -170,7 +178,10 @@ impl PollSource {
                             });
                         }
                         _ => {
-                            warn!(bucket = %self.settings.bucket, prefix, error = %describe(&err), "unable to list objects; will retry next pass");
+                            let detail = describe(&err);
+                            warn!(bucket = %self.settings.bucket, prefix, error = %detail, "unable to list objects; will retry next pass");
+                            counts.list_failures += 1;
+                            counts.last_failure = Some((prefix.to_owned(), detail));
                             return Ok(counts);
                         }
                     }
@@ -302,7 +313,11 @@ impl ObjectSource for PollSource {
                         unfinished += 1;
                     }
                 }
-                if unfinished == 0 || round >= self.settings.once_rounds || stop.is_cancelled() {
+                let incomplete = unfinished > 0 || counts.list_failures > 0;
+                if !incomplete || round >= self.settings.once_rounds || stop.is_cancelled() {
+                    if let Some((prefix, detail)) = counts.last_failure.filter(|_| !stop.is_cancelled()) {
+                        return Err(SourceError::List { bucket: self.settings.bucket.clone(), prefix, detail });
+                    }
                     if unfinished > 0 {
                         warn!(
                             unfinished,
@@ -311,7 +326,11 @@ impl ObjectSource for PollSource {
                     }
                     break;
                 }
-                info!(unfinished, round, "retrying objects whose attempt failed");
+                info!(unfinished, list_failures = counts.list_failures, round, "retrying what did not finish");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500 * u64::from(round))) => {}
+                    () = stop.cancelled() => break,
+                }
                 continue;
             }
             // Reap finished finalizers so the set does not grow without bound.

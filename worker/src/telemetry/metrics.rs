@@ -57,9 +57,10 @@ pub struct Metrics {
     /// Logs Ingestion request latency. Label: `outcome`.
     pub sentinel_request_duration: HistogramVec,
     /// Logs Ingestion requests by `outcome` (`accepted`, `throttled`, `server_error`, `timeout`,
-    /// `connection`, `too_large`, `unauthorized`, `rejected`).
+    /// `connection`, `too_large`, `unauthorized`, `forbidden`, `rejected`).
     pub sentinel_requests: IntCounterVec,
-    /// Batch retries by `reason` (`throttled`, `server_error`, `timeout`, `connection`, `unauthorized`).
+    /// Batch retries by `reason` (`throttled`, `server_error`, `timeout`, `connection`, `unauthorized`,
+    /// `forbidden`).
     pub sentinel_retries: IntCounterVec,
     /// Seconds spent waiting before retries (backoff or `Retry-After`).
     pub sentinel_retry_wait: Histogram,
@@ -84,7 +85,8 @@ pub struct Metrics {
     /// Breaker transitions by target `state`.
     pub breaker_transitions: IntCounterVec,
 
-    /// Records parsed from objects, by `format`.
+    /// Records (lines, or CloudTrail events) read from objects, by `format`, whether they parsed or not:
+    /// read = accepted + dead-lettered once everything is delivered.
     pub records_read: IntCounterVec,
     /// Records accepted by Sentinel, by `format`.
     pub records_processed: IntCounterVec,
@@ -192,7 +194,7 @@ impl Metrics {
                 "Circuit breaker transitions by target state",
                 &["state"],
             )?,
-            records_read: reg.counter_vec("s3sentinel_records_read_total", "Records parsed from S3 objects", &["format"])?,
+            records_read: reg.counter_vec("s3sentinel_records_read_total", "Records (lines or events) read from S3 objects, parsed or rejected", &["format"])?,
             records_processed: reg.counter_vec("s3sentinel_records_processed_total", "Records accepted by Sentinel", &["format"])?,
             records_failed: reg.counter_vec(
                 "s3sentinel_records_failed_total",

@@ -31,7 +31,7 @@ impl Env {
 
     pub async fn start_with(config: EmulatorConfig) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let s3 = LocalS3::start(&dir.path().join("s3")).await.unwrap();
+        let s3 = LocalS3::start(&dir.path().join("s3"), "E2EACCESSKEY", "e2e-secret-key").await.unwrap();
         s3.create_bucket(BUCKET).unwrap();
         let config = config
             .with_tenant(TENANT)
@@ -40,6 +40,8 @@ impl Env {
         let emulator = s3_sentinel_emulator::start(config).await.unwrap();
         std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
         std::fs::write(dir.path().join("secrets/client-secret"), SECRET).unwrap();
+        std::fs::write(dir.path().join("secrets/aws-access-key-id"), "E2EACCESSKEY").unwrap();
+        std::fs::write(dir.path().join("secrets/aws-secret-access-key"), "e2e-secret-key").unwrap();
         Env { dir, s3, emulator }
     }
 
@@ -63,6 +65,9 @@ impl Env {
   prefixes: ["{prefix}"]
   endpoint_url: {s3}
   force_path_style: true
+  credential_files:
+    access_key_id_file: {access_key}
+    secret_access_key_file: {secret_key}
   rate_limit: 500
   poll_interval: 200ms
   slowdown_backoff: 50ms
@@ -101,6 +106,8 @@ shutdown:
             s3 = self.s3.endpoint_url(),
             emu = self.emulator.base_url(),
             secret = self.path("secrets/client-secret").display(),
+            access_key = self.path("secrets/aws-access-key-id").display(),
+            secret_key = self.path("secrets/aws-secret-access-key").display(),
             checkpoint = self.path(&format!("checkpoint-{format}.json")).display(),
             dead = self.path(&format!("dead-letter-{format}")).display(),
         )
