@@ -118,6 +118,13 @@ pub struct AwsConfig {
     /// Objects downloaded and parsed at the same time.
     #[serde(default = "default_max_concurrent_downloads")]
     pub max_concurrent_downloads: u32,
+    /// Resume each listing after the last key already finished (`StartAfter`), so a pass costs requests
+    /// in proportion to new objects only. Safe only when new keys always sort after old ones within each
+    /// prefix, as in a prefix for one account and region of CloudTrail or VPC Flow Logs; a prefix that
+    /// spans accounts or regions (e.g. `AWSLogs/`) would miss objects. Off by default: every pass lists
+    /// the whole prefix and progress is tracked by LastModified (see `checkpoint.last_modified_lookback`).
+    #[serde(default)]
+    pub resume_after_last_key: bool,
     /// Pause between discovery passes once the listed prefixes are exhausted.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: HumanDuration,
@@ -337,6 +344,12 @@ pub struct CheckpointConfig {
     /// File the checkpoint is written to (atomically: temporary file, fsync, rename).
     #[serde(default = "default_checkpoint_path")]
     pub path: PathBuf,
+    /// Margin kept behind the oldest unfinished object when the checkpoint summarises finished objects by
+    /// LastModified. An object that becomes visible in a listing more than this long after its
+    /// LastModified (e.g. a multipart upload that ran longer) could be missed; done objects newer than
+    /// the margin are kept by key, which sets the checkpoint's size.
+    #[serde(default = "default_lookback")]
+    pub last_modified_lookback: HumanDuration,
     /// Longest time a completed object waits before the checkpoint file records it.
     #[serde(default = "default_checkpoint_flush")]
     pub flush_interval: HumanDuration,
@@ -346,6 +359,7 @@ impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig {
             path: default_checkpoint_path(),
+            last_modified_lookback: default_lookback(),
             flush_interval: default_checkpoint_flush(),
         }
     }
@@ -523,6 +537,9 @@ fn default_success_threshold() -> u32 {
 }
 fn default_checkpoint_path() -> PathBuf {
     PathBuf::from("/var/lib/s3-sentinel/checkpoint.json")
+}
+fn default_lookback() -> HumanDuration {
+    HumanDuration::from_secs(3600)
 }
 fn default_checkpoint_flush() -> HumanDuration {
     HumanDuration::from_secs(1)

@@ -220,6 +220,8 @@ impl Worker {
             prefixes: cfg.aws.prefixes.clone(),
             page_size: cfg.aws.batch_size as i32,
             poll_interval: cfg.aws.poll_interval.get(),
+            resume_after_last_key: cfg.aws.resume_after_last_key,
+            lookback: cfg.checkpoint.last_modified_lookback.get(),
             once: options.once,
             once_rounds: cfg.aws.object_attempts,
         };

@@ -6,7 +6,7 @@
 //! dead-lettered, so a crash at any point re-reads objects rather than skipping them.
 //!
 //! - [`state`]: the document and its pure rules (watermark, completed set, in-progress objects).
-//! - [`file`]: [`FileCheckpointStore`], an atomically replaced JSON file.
+//! - [`file`](mod@file): [`FileCheckpointStore`], an atomically replaced JSON file.
 //! - [`memory`]: [`InMemoryCheckpointStore`], for tests, with injectable failures.
 //! - [`checkpointer`]: [`Checkpointer`], the actor that owns the state and group-commits saves.
 

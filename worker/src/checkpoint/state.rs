@@ -47,6 +47,12 @@ pub struct PrefixProgress {
     /// Keys above the watermark that are done.
     #[serde(default)]
     pub completed: BTreeSet<String>,
+    /// Every object under the prefix whose LastModified is before this instant is done. S3 sets
+    /// LastModified when an object is written, so objects that appear later are newer than this; the
+    /// source keeps it a lookback margin behind the oldest object it has not finished. Safe for any
+    /// prefix, unlike [`PrefixProgress::watermark`], which assumes keys only grow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_before: Option<DateTime<Utc>>,
 }
 
 /// An object that was started and has not been marked done.
@@ -92,6 +98,35 @@ impl CheckpointState {
     /// Whether `key` under `prefix` is done: at or below the watermark, or completed above it.
     pub fn is_done(&self, prefix: &str, key: &str) -> bool {
         self.prefixes.get(prefix).is_some_and(|p| p.is_done(key))
+    }
+
+    /// Whether the object is done, also counting the LastModified watermark.
+    pub fn is_done_at(&self, prefix: &str, key: &str, last_modified: Option<DateTime<Utc>>) -> bool {
+        self.prefixes.get(prefix).is_some_and(|p| {
+            p.is_done(key) || matches!((last_modified, p.modified_before), (Some(lm), Some(before)) if lm < before)
+        })
+    }
+
+    /// Moves the prefix's LastModified watermark forward to `before` (never backward). Returns whether it
+    /// moved.
+    pub fn advance_modified_before(&mut self, prefix: &str, before: DateTime<Utc>) -> bool {
+        let progress = self.prefixes.entry(prefix.to_owned()).or_default();
+        if progress.modified_before.is_some_and(|b| b >= before) {
+            return false;
+        }
+        progress.modified_before = Some(before);
+        true
+    }
+
+    /// Forgets done keys that the LastModified watermark now covers (keeps the file small).
+    pub fn prune_completed(&mut self, prefix: &str, covered: &[String]) -> usize {
+        let Some(progress) = self.prefixes.get_mut(prefix) else { return 0 };
+        covered.iter().filter(|k| progress.completed.remove(k.as_str())).count()
+    }
+
+    /// The prefix's LastModified watermark.
+    pub fn modified_before(&self, prefix: &str) -> Option<DateTime<Utc>> {
+        self.prefixes.get(prefix).and_then(|p| p.modified_before)
     }
 
     /// The prefix's watermark: a listing may start after it (`StartAfter`).
@@ -235,6 +270,25 @@ mod tests {
         assert_eq!(ip.attempts, 2);
         assert_eq!(ip.etag.as_deref(), Some("e2"));
         assert_eq!(ip.started_at, t1);
+    }
+
+    #[test]
+    fn last_modified_watermark_covers_older_objects_only_and_never_moves_back() {
+        let mut s = CheckpointState::new("logs");
+        let t = |secs| DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
+        s.mark_done("p/", "p/b");
+        assert!(!s.is_done_at("p/", "p/a", Some(t(100))));
+        assert!(s.advance_modified_before("p/", t(200)));
+        assert!(s.is_done_at("p/", "p/a", Some(t(100))));
+        assert!(!s.is_done_at("p/", "p/a", Some(t(200))), "the bound is exclusive");
+        assert!(!s.is_done_at("p/", "p/a", None), "no LastModified, no coverage");
+        assert!(!s.advance_modified_before("p/", t(150)));
+        assert_eq!(s.modified_before("p/"), Some(t(200)));
+        assert_eq!(s.prune_completed("p/", &keys(&["p/b", "p/zz"])), 1);
+        assert!(s.prefixes["p/"].completed.is_empty());
+        let text = serde_json::to_string(&s).unwrap();
+        let back: CheckpointState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

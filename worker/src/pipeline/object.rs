@@ -149,7 +149,7 @@ async fn dead_letter_object(
 ) {
     let entry = DeadLetterEntry {
         reason: err.category(),
-        detail: err.to_string(),
+        detail: error_chain(err),
         bucket: object.bucket.clone(),
         key: object.key.clone(),
         position: None,
@@ -250,13 +250,9 @@ async fn read_once(
         let cfg = &shared.config.parser;
         let mut sink = ChunkSink::new(id, &shared, &outlets, possible_duplicate);
         let result = (|| {
-            let mut decoded = open_decoded(reader, cfg.compression, cfg.max_decompressed_bytes)
-                .map_err(|e| ParseError::Io(std::io::Error::other(e)))?;
-            let opts = ParseOptions {
-                max_record_bytes: cfg.max_size_bytes as usize,
-                object_key: key,
-                ..Default::default()
-            };
+            let mut decoded =
+                open_decoded(reader, cfg.compression, cfg.max_decompressed_bytes).map_err(decode_error)?;
+            let opts = ParseOptions { max_record_bytes: cfg.max_size_bytes as usize, object_key: key };
             let stats = parse_object(cfg.format, &mut decoded, &opts, &mut sink);
             shared
                 .metrics
@@ -285,6 +281,29 @@ async fn read_once(
             key: object.key.clone(),
             detail: e.to_string(),
         }),
+    }
+}
+
+/// An error and all its causes, for dead-letter details and logs.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Keeps the decoder's classification: an unreadable stream header is corrupt data (permanent), a
+/// read error from S3 keeps its own kind (retried), and the size cap stays recognisable.
+fn decode_error(err: s3_sentinel_parse::DecodeError) -> ParseError {
+    use s3_sentinel_parse::DecodeError;
+    match err {
+        DecodeError::Read(e) => ParseError::Io(e),
+        DecodeError::Init { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => ParseError::Io(source),
+        other => ParseError::Io(std::io::Error::other(other)),
     }
 }
 

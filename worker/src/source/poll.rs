@@ -1,14 +1,15 @@
 //! Poll mode: list the configured prefixes with ListObjectsV2 and offer every object not yet done.
 //!
-//! Progress lives in the checkpoint: per prefix a watermark (every key at or below it is done) plus the
-//! done keys above it. Listing starts after the watermark, so a pass costs requests in proportion to new
-//! objects, not to the bucket's history. An object is marked *started* durably before it is offered (so a
-//! crash after that point is known, and its re-read counted as possible duplicates) and *done* only when
-//! the pipeline reports its outcome.
+//! Progress lives in the checkpoint, per prefix. By default every pass lists the whole prefix and the
+//! checkpoint summarises finished objects by LastModified: everything last modified before a watermark
+//! (kept `checkpoint.last_modified_lookback` behind the oldest unfinished object) is done, and finished
+//! objects newer than that are remembered by key. S3 sets LastModified when an object is written, so an
+//! object that appears later is newer than the watermark: nothing is missed, whatever the key layout.
+//! With `aws.resume_after_last_key`, listings instead start after a key watermark (every key at or below
+//! it is done), which costs requests only for new objects but is correct only when keys grow.
 //!
-//! Known limit (addressed by SQS mode and the partitioning work): an object whose key sorts at or below
-//! the watermark when it arrives is not seen. AWS's own log layouts put the date in the key, so new
-//! objects sort after old ones.
+//! An object is marked *started* durably before it is offered (so a crash after that point is known,
+//! and its re-read counted as possible duplicates) and *done* only when the pipeline reports its outcome.
 
 use super::{ObjectOutcome, ObjectRef, ObjectSource, SourceError, WorkItem};
 use crate::checkpoint::CheckpointHandle;
@@ -36,6 +37,10 @@ pub struct PollSettings {
     pub page_size: i32,
     /// Pause after a pass that found nothing new.
     pub poll_interval: Duration,
+    /// List after the last finished key instead of the whole prefix (`aws.resume_after_last_key`).
+    pub resume_after_last_key: bool,
+    /// `checkpoint.last_modified_lookback`.
+    pub lookback: Duration,
     /// Stop once everything found in the first pass is finished (retrying failed objects up to
     /// `once_rounds` passes) instead of polling forever.
     pub once: bool,
@@ -124,8 +129,12 @@ impl PollSource {
         finalizers: &mut JoinSet<bool>,
     ) -> Result<PassCounts, SourceError> {
         let mut counts = PassCounts::default();
-        let state = self.checkpoint.snapshot().await;
-        let start_after = state.prefixes.get(prefix).and_then(|p| p.watermark.clone());
+        let pass_started = Utc::now();
+        let key_mode = self.settings.resume_after_last_key;
+        let start_after = if key_mode { self.checkpoint.watermark(prefix) } else { None };
+        let modified_before = self.checkpoint.modified_before(prefix);
+        // LastModified of the oldest listed object that is not finished yet (LastModified mode).
+        let mut oldest_unfinished: Option<DateTime<Utc>> = None;
         let mut token: Option<String> = None;
         let mut slowdowns = 0u32;
         loop {
@@ -146,10 +155,7 @@ impl PollSource {
             }
             let started = Instant::now();
             let resp = req.send().await;
-            self.metrics
-                .s3_request_duration
-                .with_label_values(&["list"])
-                .observe(started.elapsed().as_secs_f64());
+            self.metrics.s3_request_duration.with_label_values(&["list"]).observe(started.elapsed().as_secs_f64());
             let page = match resp {
                 Ok(page) => {
                     self.metrics.s3_requests.with_label_values(&["list", "ok"]).inc();
@@ -159,10 +165,7 @@ impl PollSource {
                 }
                 Err(err) => {
                     let kind = classify(&err);
-                    self.metrics
-                        .s3_requests
-                        .with_label_values(&["list", kind.as_str()])
-                        .inc();
+                    self.metrics.s3_requests.with_label_values(&["list", kind.as_str()]).inc();
                     match kind {
                         S3Failure::SlowDown if slowdowns < 8 => {
                             slowdowns += 1;
@@ -189,17 +192,31 @@ impl PollSource {
             };
 
             let mut page_keys = Vec::new();
+            let mut covered = Vec::new();
             for obj in page.contents() {
                 let Some(key) = obj.key() else { continue };
                 counts.listed += 1;
                 page_keys.push(key.to_owned());
                 let size = obj.size().unwrap_or(0).max(0) as u64;
+                let last_modified =
+                    obj.last_modified().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
+                if matches!((last_modified, modified_before), (Some(lm), Some(b)) if lm < b) {
+                    // Covered by the LastModified watermark: done, and no longer needed by key.
+                    covered.push(key.to_owned());
+                    continue;
+                }
                 if key.ends_with('/') && size == 0 {
-                    // A "folder" marker made by the console: no data, but mark it so the watermark can pass it.
+                    // A "folder" marker made by the console: no data, but mark it so watermarks can pass it.
                     self.checkpoint.done(prefix, key);
                     continue;
                 }
-                if state.is_done(prefix, key) || self.in_flight_contains(key) {
+                if self.checkpoint.is_done_at(prefix, key, last_modified) {
+                    continue;
+                }
+                if let Some(lm) = last_modified {
+                    oldest_unfinished = Some(oldest_unfinished.map_or(lm, |o| o.min(lm)));
+                }
+                if self.in_flight_contains(key) {
                     continue;
                 }
                 let object = ObjectRef {
@@ -208,20 +225,29 @@ impl PollSource {
                     prefix: prefix.to_owned(),
                     size,
                     etag: obj.e_tag().map(str::to_owned),
-                    last_modified: obj
-                        .last_modified()
-                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+                    last_modified,
                 };
-                if !self.dispatch(object, &state, tx, stop, finalizers).await? {
+                if !self.dispatch(object, tx, stop, finalizers).await? {
                     return Ok(counts);
                 }
                 counts.dispatched += 1;
             }
-            self.checkpoint.compact(prefix, page_keys).await;
+            if key_mode {
+                self.checkpoint.compact(prefix, page_keys).await;
+            } else if !covered.is_empty() {
+                self.checkpoint.advance_modified_before(prefix, modified_before.unwrap_or(pass_started), &covered);
+            }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
                 _ => break,
             }
+        }
+        if !key_mode {
+            // The whole prefix was listed: everything last modified before the oldest unfinished object
+            // (or before this pass began), less the lookback margin, is done.
+            let horizon = oldest_unfinished.map_or(pass_started, |o| o.min(pass_started));
+            let lookback = chrono::Duration::from_std(self.settings.lookback).unwrap_or(chrono::Duration::hours(1));
+            self.checkpoint.advance_modified_before(prefix, horizon - lookback, &[]);
         }
         Ok(counts)
     }
@@ -231,12 +257,11 @@ impl PollSource {
     async fn dispatch(
         &mut self,
         object: ObjectRef,
-        state: &crate::checkpoint::CheckpointState,
         tx: &mpsc::Sender<WorkItem>,
         stop: &CancellationToken,
         finalizers: &mut JoinSet<bool>,
     ) -> Result<bool, SourceError> {
-        let possible_duplicate = state.was_in_progress(&object.key).is_some();
+        let possible_duplicate = self.checkpoint.was_in_progress(&object.key).is_some();
         self.checkpoint
             .started(&object.key, object.etag.clone())
             .await

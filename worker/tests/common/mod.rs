@@ -187,11 +187,7 @@ impl RecordSink for Collect {
 /// What the parser alone makes of `bytes` (uncompressed): the ground truth for delivery tests.
 pub fn expected(format: LogFormat, key: &str, bytes: &[u8], max_record_bytes: usize) -> Collect {
     let mut sink = Collect::default();
-    let opts = ParseOptions {
-        max_record_bytes,
-        object_key: key.to_owned(),
-        ..Default::default()
-    };
+    let opts = ParseOptions { max_record_bytes, object_key: key.to_owned() };
     let mut input = std::io::BufReader::new(bytes);
     parse_object(format, &mut input, &opts, &mut sink).unwrap();
     sink
