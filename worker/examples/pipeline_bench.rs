@@ -300,7 +300,9 @@ fn print_row(name: &str, o: &Outcome) {
 async fn main() {
     let args = parse_args();
     std::fs::create_dir_all(&args.data_dir).unwrap();
-    let s3 = LocalS3::start(&args.data_dir.join("s3"), "BENCHACCESSKEY", "bench-secret-key").await.unwrap();
+    let s3 = LocalS3::start(&args.data_dir.join("s3"), "BENCHACCESSKEY", "bench-secret-key")
+        .await
+        .unwrap();
     s3.create_bucket(BUCKET).unwrap();
     let emulator = s3_sentinel_emulator::start(
         EmulatorConfig::default()

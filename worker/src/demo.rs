@@ -220,7 +220,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     write_secret(&dir.join("secrets").join("client-secret"), secret)?;
     // The local S3 server verifies the worker's SigV4 signatures with these keys.
     write_secret(&dir.join("secrets").join("aws-access-key-id"), DEMO_ACCESS_KEY)?;
-    write_secret(&dir.join("secrets").join("aws-secret-access-key"), DEMO_SECRET_KEY)?;
+    write_secret(
+        &dir.join("secrets").join("aws-secret-access-key"),
+        DEMO_SECRET_KEY,
+    )?;
     let mut emulator_config = EmulatorConfig::default()
         .with_tenant(TENANT)
         .with_client(CLIENT_ID, secret)

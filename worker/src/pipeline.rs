@@ -134,7 +134,9 @@ impl Worker {
         ready: Option<oneshot::Sender<()>>,
     ) -> Result<Worker, PipelineError> {
         let format = config.parser.format.as_str();
-        let s3 = crate::s3::build_client(&config.aws).await.map_err(|e| PipelineError::S3(e.to_string()))?;
+        let s3 = crate::s3::build_client(&config.aws)
+            .await
+            .map_err(|e| PipelineError::S3(e.to_string()))?;
         let limiter = RateLimiter::from_config(&config.aws, metrics.clone());
 
         let store = Arc::new(FileCheckpointStore::new(config.checkpoint.path.clone()));

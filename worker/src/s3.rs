@@ -25,7 +25,10 @@ pub enum S3ClientError {
 fn read_secret(path: &std::path::Path) -> Result<String, S3ClientError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
-        .map_err(|source| S3ClientError::CredentialFile { path: path.to_path_buf(), source })
+        .map_err(|source| S3ClientError::CredentialFile {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Builds the S3 client for `cfg`. Credentials come from `aws.credential_files` when set, otherwise
@@ -55,7 +58,9 @@ pub async fn build_client(cfg: &AwsConfig) -> Result<aws_sdk_s3::Client, S3Clien
         loader = loader.credentials_provider(credentials);
     }
     let shared = loader.load().await;
-    let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style).build();
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(cfg.force_path_style)
+        .build();
     Ok(aws_sdk_s3::Client::from_conf(conf))
 }
 

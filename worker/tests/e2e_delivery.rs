@@ -170,31 +170,54 @@ async fn objects_sorting_before_finished_keys_are_not_missed() {
     let env = Env::start(FaultPlan::none()).await;
     let prefix = "AWSLogs/";
     let bytes = fixture("cloudtrail/clo_cloudtrail.json");
-    env.put("AWSLogs/222222222222/CloudTrail/us-east-1/2024/01/15/b.json.gz", &gzip(&bytes));
+    env.put(
+        "AWSLogs/222222222222/CloudTrail/us-east-1/2024/01/15/b.json.gz",
+        &gzip(&bytes),
+    );
     let yaml = env.config("cloudtrail", prefix, "Custom-CloudTrail", "", "");
     let (first, _) = run_once(&yaml).await;
     assert_eq!(first.records_accepted, 4);
     // Arrives later, but sorts before the finished key.
-    env.put("AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/16/a.json.gz", &gzip(&bytes));
+    env.put(
+        "AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/16/a.json.gz",
+        &gzip(&bytes),
+    );
     let (second, _) = run_once(&yaml).await;
-    assert_eq!((second.objects_finished, second.records_accepted), (1, 4), "the late, low-sorting object was missed");
+    assert_eq!(
+        (second.objects_finished, second.records_accepted),
+        (1, 4),
+        "the late, low-sorting object was missed"
+    );
     let (third, _) = run_once(&yaml).await;
     assert_eq!(third.records_read, 0, "finished objects were read again");
     let checkpoint: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(env.path("checkpoint-cloudtrail.json")).unwrap()).unwrap();
-    assert!(checkpoint["prefixes"][prefix]["modified_before"].is_string(), "{checkpoint}");
+        serde_json::from_str(&std::fs::read_to_string(env.path("checkpoint-cloudtrail.json")).unwrap())
+            .unwrap();
+    assert!(
+        checkpoint["prefixes"][prefix]["modified_before"].is_string(),
+        "{checkpoint}"
+    );
 
     // The opt-in key watermark is cheaper but, as documented, misses exactly this case: that is why it
     // is off by default.
     let env = Env::start(FaultPlan::none()).await;
-    env.put("AWSLogs/222222222222/CloudTrail/us-east-1/2024/01/15/b.json.gz", &gzip(&bytes));
+    env.put(
+        "AWSLogs/222222222222/CloudTrail/us-east-1/2024/01/15/b.json.gz",
+        &gzip(&bytes),
+    );
     let yaml = env
         .config("cloudtrail", prefix, "Custom-CloudTrail", "", "")
-        .replace("  poll_interval:", "  resume_after_last_key: true\n  poll_interval:");
+        .replace(
+            "  poll_interval:",
+            "  resume_after_last_key: true\n  poll_interval:",
+        );
     assert_eq!(run_once(&yaml).await.0.records_accepted, 4);
     // The key watermark moves over finished keys on the next listing.
     assert_eq!(run_once(&yaml).await.0.records_read, 0);
-    env.put("AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/16/a.json.gz", &gzip(&bytes));
+    env.put(
+        "AWSLogs/111111111111/CloudTrail/us-east-1/2024/01/16/a.json.gz",
+        &gzip(&bytes),
+    );
     assert_eq!(run_once(&yaml).await.0.objects_finished, 0);
 }
 

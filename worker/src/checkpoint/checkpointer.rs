@@ -160,13 +160,23 @@ impl CheckpointHandle {
 
     /// Whether the object is done, counting the LastModified watermark (see
     /// [`CheckpointState::is_done_at`]).
-    pub fn is_done_at(&self, prefix: &str, key: &str, last_modified: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    pub fn is_done_at(
+        &self,
+        prefix: &str,
+        key: &str,
+        last_modified: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
         self.lock().state.is_done_at(prefix, key, last_modified)
     }
 
     /// Advances the prefix's LastModified watermark and forgets the done keys it now covers. Persisted
     /// by the next periodic save.
-    pub fn advance_modified_before(&self, prefix: &str, before: chrono::DateTime<chrono::Utc>, covered: &[String]) {
+    pub fn advance_modified_before(
+        &self,
+        prefix: &str,
+        before: chrono::DateTime<chrono::Utc>,
+        covered: &[String],
+    ) {
         let mut inner = self.lock();
         let moved = inner.state.advance_modified_before(prefix, before);
         let pruned = inner.state.prune_completed(prefix, covered);

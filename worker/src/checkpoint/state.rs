@@ -103,7 +103,8 @@ impl CheckpointState {
     /// Whether the object is done, also counting the LastModified watermark.
     pub fn is_done_at(&self, prefix: &str, key: &str, last_modified: Option<DateTime<Utc>>) -> bool {
         self.prefixes.get(prefix).is_some_and(|p| {
-            p.is_done(key) || matches!((last_modified, p.modified_before), (Some(lm), Some(before)) if lm < before)
+            p.is_done(key)
+                || matches!((last_modified, p.modified_before), (Some(lm), Some(before)) if lm < before)
         })
     }
 
@@ -120,8 +121,13 @@ impl CheckpointState {
 
     /// Forgets done keys that the LastModified watermark now covers (keeps the file small).
     pub fn prune_completed(&mut self, prefix: &str, covered: &[String]) -> usize {
-        let Some(progress) = self.prefixes.get_mut(prefix) else { return 0 };
-        covered.iter().filter(|k| progress.completed.remove(k.as_str())).count()
+        let Some(progress) = self.prefixes.get_mut(prefix) else {
+            return 0;
+        };
+        covered
+            .iter()
+            .filter(|k| progress.completed.remove(k.as_str()))
+            .count()
     }
 
     /// The prefix's LastModified watermark.

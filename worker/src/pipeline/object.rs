@@ -252,7 +252,10 @@ async fn read_once(
         let result = (|| {
             let mut decoded =
                 open_decoded(reader, cfg.compression, cfg.max_decompressed_bytes).map_err(decode_error)?;
-            let opts = ParseOptions { max_record_bytes: cfg.max_size_bytes as usize, object_key: key };
+            let opts = ParseOptions {
+                max_record_bytes: cfg.max_size_bytes as usize,
+                object_key: key,
+            };
             let stats = parse_object(cfg.format, &mut decoded, &opts, &mut sink);
             shared
                 .metrics
@@ -302,7 +305,9 @@ fn decode_error(err: s3_sentinel_parse::DecodeError) -> ParseError {
     use s3_sentinel_parse::DecodeError;
     match err {
         DecodeError::Read(e) => ParseError::Io(e),
-        DecodeError::Init { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => ParseError::Io(source),
+        DecodeError::Init { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+            ParseError::Io(source)
+        }
         other => ParseError::Io(std::io::Error::other(other)),
     }
 }
@@ -387,9 +392,17 @@ impl RecordSink for ChunkSink<'_> {
 
     fn reject(&mut self, rejection: Rejection<'_>) -> Result<(), SinkClosed> {
         let reason = rejection.reason.as_str();
-        self.shared.metrics.records_failed.with_label_values(&[reason]).inc();
+        self.shared
+            .metrics
+            .records_failed
+            .with_label_values(&[reason])
+            .inc();
         // A rejected line was still read: read = accepted + dead-lettered.
-        self.shared.metrics.records_read.with_label_values(&[self.shared.format]).inc();
+        self.shared
+            .metrics
+            .records_read
+            .with_label_values(&[self.shared.format])
+            .inc();
         let entry = DeadLetterEntry {
             reason,
             detail: rejection.detail,

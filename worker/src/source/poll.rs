@@ -131,7 +131,11 @@ impl PollSource {
         let mut counts = PassCounts::default();
         let pass_started = Utc::now();
         let key_mode = self.settings.resume_after_last_key;
-        let start_after = if key_mode { self.checkpoint.watermark(prefix) } else { None };
+        let start_after = if key_mode {
+            self.checkpoint.watermark(prefix)
+        } else {
+            None
+        };
         let modified_before = self.checkpoint.modified_before(prefix);
         // LastModified of the oldest listed object that is not finished yet (LastModified mode).
         let mut oldest_unfinished: Option<DateTime<Utc>> = None;
@@ -155,7 +159,10 @@ impl PollSource {
             }
             let started = Instant::now();
             let resp = req.send().await;
-            self.metrics.s3_request_duration.with_label_values(&["list"]).observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .s3_request_duration
+                .with_label_values(&["list"])
+                .observe(started.elapsed().as_secs_f64());
             let page = match resp {
                 Ok(page) => {
                     self.metrics.s3_requests.with_label_values(&["list", "ok"]).inc();
@@ -165,7 +172,10 @@ impl PollSource {
                 }
                 Err(err) => {
                     let kind = classify(&err);
-                    self.metrics.s3_requests.with_label_values(&["list", kind.as_str()]).inc();
+                    self.metrics
+                        .s3_requests
+                        .with_label_values(&["list", kind.as_str()])
+                        .inc();
                     match kind {
                         S3Failure::SlowDown if slowdowns < 8 => {
                             slowdowns += 1;
@@ -198,8 +208,9 @@ impl PollSource {
                 counts.listed += 1;
                 page_keys.push(key.to_owned());
                 let size = obj.size().unwrap_or(0).max(0) as u64;
-                let last_modified =
-                    obj.last_modified().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
+                let last_modified = obj
+                    .last_modified()
+                    .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
                 if matches!((last_modified, modified_before), (Some(lm), Some(b)) if lm < b) {
                     // Covered by the LastModified watermark: done, and no longer needed by key.
                     covered.push(key.to_owned());
@@ -235,7 +246,11 @@ impl PollSource {
             if key_mode {
                 self.checkpoint.compact(prefix, page_keys).await;
             } else if !covered.is_empty() {
-                self.checkpoint.advance_modified_before(prefix, modified_before.unwrap_or(pass_started), &covered);
+                self.checkpoint.advance_modified_before(
+                    prefix,
+                    modified_before.unwrap_or(pass_started),
+                    &covered,
+                );
             }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
@@ -246,8 +261,10 @@ impl PollSource {
             // The whole prefix was listed: everything last modified before the oldest unfinished object
             // (or before this pass began), less the lookback margin, is done.
             let horizon = oldest_unfinished.map_or(pass_started, |o| o.min(pass_started));
-            let lookback = chrono::Duration::from_std(self.settings.lookback).unwrap_or(chrono::Duration::hours(1));
-            self.checkpoint.advance_modified_before(prefix, horizon - lookback, &[]);
+            let lookback =
+                chrono::Duration::from_std(self.settings.lookback).unwrap_or(chrono::Duration::hours(1));
+            self.checkpoint
+                .advance_modified_before(prefix, horizon - lookback, &[]);
         }
         Ok(counts)
     }
@@ -341,7 +358,11 @@ impl ObjectSource for PollSource {
                 let incomplete = unfinished > 0 || counts.list_failures > 0;
                 if !incomplete || round >= self.settings.once_rounds || stop.is_cancelled() {
                     if let Some((prefix, detail)) = counts.last_failure.filter(|_| !stop.is_cancelled()) {
-                        return Err(SourceError::List { bucket: self.settings.bucket.clone(), prefix, detail });
+                        return Err(SourceError::List {
+                            bucket: self.settings.bucket.clone(),
+                            prefix,
+                            detail,
+                        });
                     }
                     if unfinished > 0 {
                         warn!(
@@ -351,7 +372,12 @@ impl ObjectSource for PollSource {
                     }
                     break;
                 }
-                info!(unfinished, list_failures = counts.list_failures, round, "retrying what did not finish");
+                info!(
+                    unfinished,
+                    list_failures = counts.list_failures,
+                    round,
+                    "retrying what did not finish"
+                );
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(500 * u64::from(round))) => {}
                     () = stop.cancelled() => break,

@@ -31,7 +31,9 @@ impl Env {
 
     pub async fn start_with(config: EmulatorConfig) -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let s3 = LocalS3::start(&dir.path().join("s3"), "E2EACCESSKEY", "e2e-secret-key").await.unwrap();
+        let s3 = LocalS3::start(&dir.path().join("s3"), "E2EACCESSKEY", "e2e-secret-key")
+            .await
+            .unwrap();
         s3.create_bucket(BUCKET).unwrap();
         let config = config
             .with_tenant(TENANT)
@@ -187,7 +189,10 @@ impl RecordSink for Collect {
 /// What the parser alone makes of `bytes` (uncompressed): the ground truth for delivery tests.
 pub fn expected(format: LogFormat, key: &str, bytes: &[u8], max_record_bytes: usize) -> Collect {
     let mut sink = Collect::default();
-    let opts = ParseOptions { max_record_bytes, object_key: key.to_owned() };
+    let opts = ParseOptions {
+        max_record_bytes,
+        object_key: key.to_owned(),
+    };
     let mut input = std::io::BufReader::new(bytes);
     parse_object(format, &mut input, &opts, &mut sink).unwrap();
     sink
