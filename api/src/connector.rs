@@ -373,7 +373,7 @@ impl ScalingSpec {
 }
 
 /// Settings of the worker pods.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerPodSpec {
     /// Worker container image. Unset means the image the operator was installed with.
@@ -409,6 +409,23 @@ pub struct WorkerPodSpec {
     #[serde(default = "default_log_level")]
     #[schemars(length(min = 1))]
     pub log_level: String,
+}
+
+impl Default for WorkerPodSpec {
+    fn default() -> Self {
+        WorkerPodSpec {
+            image: None,
+            image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
+            resources: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            affinity: None,
+            service_account_annotations: BTreeMap::new(),
+            pod_annotations: BTreeMap::new(),
+            log_level: default_log_level(),
+        }
+    }
 }
 
 /// Container image pull policy.
@@ -699,6 +716,31 @@ mod tests {
         obj["spec"]["source"]["endpoint"] = json!("http://minio:9000");
         obj["spec"]["source"]["allowInsecureHttp"] = json!(true);
         assert_eq!(cel_errors(&obj), Vec::<String>::new());
+    }
+
+    #[test]
+    fn example_connectors_deserialize_and_pass_the_cel_rules() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !(name.starts_with("connector") && name.ends_with(".yaml")) {
+                continue;
+            }
+            for doc in serde_yaml::Deserializer::from_str(&std::fs::read_to_string(&path).unwrap()) {
+                let value: Value = serde::Deserialize::deserialize(doc).unwrap();
+                if value["kind"] != "S3SentinelConnector" {
+                    continue;
+                }
+                let typed: S3SentinelConnector = serde_json::from_value(value).unwrap();
+                // Validate what the API server validates: the object with its defaults filled in.
+                let defaulted = serde_json::to_value(&typed).unwrap();
+                assert_eq!(cel_errors(&defaulted), Vec::<String>::new(), "{name}");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected the example connectors in {}", dir.display());
     }
 
     #[test]

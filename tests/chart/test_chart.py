@@ -185,3 +185,75 @@ def test_values_schema_is_valid_json_schema():
     jsonschema.Draft7Validator.check_schema(schema)
     jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
     jsonschema.validate(full_values(), schema)
+
+
+def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
+    return {(v, g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def declared(section: str) -> set[tuple[str, str, str]]:
+    perms = yaml.safe_load((ROOT / "tests" / "chart" / "operator-permissions.yaml").read_text())
+    return {(v, p["group"], p["resource"]) for p in perms[section] for v in p["verbs"]}
+
+
+def test_rbac_grants_exactly_the_declared_permissions():
+    """operator-permissions.yaml is checked against the operator's real requests by the Rust tests."""
+    docs = all_docs(render({}))
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert granted(cluster_role["rules"]) == declared("cluster")
+    (lease_role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election")]
+    assert granted(lease_role["rules"]) == declared("leaderElection")
+    lease_name = yaml.safe_load((CHART / "values.yaml").read_text())["leaderElection"]["leaseName"]
+    named = [rule for rule in lease_role["rules"] if rule.get("resourceNames")]
+    assert named and all(rule["resourceNames"] == [lease_name] for rule in named)
+    no_monitors = all_docs(render({"rbac": {"serviceMonitors": False}}))
+    (cluster_role,) = by_kind(no_monitors, "ClusterRole")
+    assert granted(cluster_role["rules"]) == {p for p in declared("cluster") if p[1] != "monitoring.coreos.com"}
+
+
+def test_crd_defaults_validate_against_their_own_schema():
+    """The API server refuses a CRD whose defaults do not validate (e.g. a defaulted object with an empty
+    string where minLength is 1)."""
+    checked = []
+
+    def walk(node: dict, path: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if "default" in node:
+            jsonschema.validate(node["default"], node)
+            checked.append(path)
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(crd_schema(), "")
+    assert ".spec.worker" in checked and ".spec.batching.batchSize" in checked, checked
+
+
+def test_crd_schema_is_structural():
+    """The rules of a structural schema that kubernetes-validate does not check on a CRD object: every node
+    has a type (or is int-or-string / preserve-unknown-fields), no $ref, and no type inside oneOf/anyOf/allOf."""
+    problems = []
+
+    def walk(node: dict, path: str, in_combinator: bool = False) -> None:
+        if "$ref" in node:
+            problems.append(f"{path}: $ref")
+        special = node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
+        if in_combinator:
+            if "type" in node:
+                problems.append(f"{path}: type inside a combinator")
+        elif "type" not in node and not special:
+            problems.append(f"{path}: no type")
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}{{}}")
+        for combinator in ("oneOf", "anyOf", "allOf"):
+            for i, child in enumerate(node.get(combinator, [])):
+                walk(child, f"{path}<{combinator}{i}>", in_combinator=True)
+
+    walk(crd_schema(), "")
+    assert problems == [], problems

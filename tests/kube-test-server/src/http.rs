@@ -48,7 +48,14 @@ fn parse_path(path: &str) -> Option<Route> {
     if rest.len() > 3 {
         return None;
     }
-    Some(Route { group, version, namespace, plural: get(0), name: get(1), subresource: get(2) })
+    Some(Route {
+        group,
+        version,
+        namespace,
+        plural: get(0),
+        name: get(1),
+        subresource: get(2),
+    })
 }
 
 fn query(uri: &http::Uri) -> HashMap<String, String> {
@@ -71,7 +78,10 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 2;
@@ -89,12 +99,18 @@ fn decode(s: &str) -> String {
 fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(v.to_string())).boxed_unsync());
     *resp.status_mut() = code;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status())
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+    )
 }
 
 /// Serves one request as `user`.
@@ -128,12 +144,23 @@ async fn route(
     q: &HashMap<String, String>,
     body: &Bytes,
 ) -> Result<Response<Body>, ApiError> {
-    let not_found = || ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({})", parts.uri.path()));
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!(
+                "the server could not find the requested resource ({})",
+                parts.uri.path()
+            ),
+        )
+    };
     let r = parse_path(parts.uri.path()).ok_or_else(not_found)?;
     let Some(plural) = &r.plural else {
         return discovery(&inner, &r.group, &r.version).ok_or_else(not_found);
     };
-    let res = inner.resource(&r.group, &r.version, plural).ok_or_else(not_found)?;
+    let res = inner
+        .resource(&r.group, &r.version, plural)
+        .ok_or_else(not_found)?;
     if r.namespace.is_some() && !res.namespaced {
         return Err(not_found());
     }
@@ -145,7 +172,8 @@ async fn route(
     let namespace = r.namespace.clone().unwrap_or_default();
     let manager = q.get("fieldManager").cloned().unwrap_or_else(|| user.to_owned());
     let parse_body = || -> Result<Value, ApiError> {
-        serde_json::from_slice(body).map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON body: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::new(400, "BadRequest", format!("invalid JSON body: {e}")))
     };
 
     let Some(name) = r.name.clone() else {
@@ -166,7 +194,11 @@ async fn route(
     let key = Key {
         group: res.group.clone(),
         plural: res.plural.clone(),
-        namespace: if res.namespaced { namespace.clone() } else { String::new() },
+        namespace: if res.namespaced {
+            namespace.clone()
+        } else {
+            String::new()
+        },
         name,
     };
     let result = match parts.method {
@@ -175,7 +207,13 @@ async fn route(
             return store
                 .get(&key)
                 .map(|o| json_response(StatusCode::OK, o))
-                .ok_or_else(|| ApiError::new(404, "NotFound", format!("{} \"{}\" not found", res.plural, key.name)));
+                .ok_or_else(|| {
+                    ApiError::new(
+                        404,
+                        "NotFound",
+                        format!("{} \"{}\" not found", res.plural, key.name),
+                    )
+                });
         }
         Method::PUT => {
             let obj = parse_body()?;
@@ -183,12 +221,19 @@ async fn route(
         }
         Method::PATCH => {
             let patch = parse_body()?;
-            let content_type =
-                parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             match content_type {
                 "application/apply-patch+yaml" => {
                     if !q.contains_key("fieldManager") {
-                        return Err(ApiError::new(400, "BadRequest", "fieldManager is required for apply requests"));
+                        return Err(ApiError::new(
+                            400,
+                            "BadRequest",
+                            "fieldManager is required for apply requests",
+                        ));
                     }
                     let force = q.get("force").is_some_and(|f| f == "true");
                     inner.store().apply(&res, &key, &patch, target, &manager, force)
@@ -197,7 +242,11 @@ async fn route(
                     inner.store().merge_patch(&res, &key, &patch, target, &manager)
                 }
                 other => {
-                    return Err(ApiError::new(415, "UnsupportedMediaType", format!("patch type `{other}` is not supported by the test server")));
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("patch type `{other}` is not supported by the test server"),
+                    ));
                 }
             }
         }
@@ -226,7 +275,11 @@ fn discovery(inner: &Inner, group: &str, version: &str) -> Option<Response<Body>
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     Some(json_response(
         StatusCode::OK,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
@@ -240,11 +293,19 @@ fn selectors(q: &HashMap<String, String>) -> Result<(Selector, Selector), ApiErr
     Ok((labels, fields))
 }
 
-fn list(inner: &Inner, res: &ResourceInfo, namespace: Option<&str>, q: &HashMap<String, String>) -> Result<Response<Body>, ApiError> {
+fn list(
+    inner: &Inner,
+    res: &ResourceInfo,
+    namespace: Option<&str>,
+    q: &HashMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let (labels, fields) = selectors(q)?;
     let store = inner.store();
-    let items: Vec<Value> =
-        store.list(res, namespace).into_iter().filter(|o| labels.matches(o) && fields.matches(o)).collect();
+    let items: Vec<Value> = store
+        .list(res, namespace)
+        .into_iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({"apiVersion": res.api_version(), "kind": format!("{}List", res.kind),
@@ -276,55 +337,67 @@ fn watch(
             }
             store.resource_version()
         }
-        Some(rv) => rv.parse::<u64>().map_err(|_| ApiError::new(400, "BadRequest", format!("invalid resourceVersion {rv}")))?,
+        Some(rv) => rv
+            .parse::<u64>()
+            .map_err(|_| ApiError::new(400, "BadRequest", format!("invalid resourceVersion {rv}")))?,
     };
     initial.reverse();
     let rx = inner.subscribe();
     let state = (inner, res, namespace, since, rx, initial);
-    let stream = futures::stream::unfold(state, move |(inner, res, namespace, mut since, mut rx, mut pending)| {
-        let matches = matches.clone();
-        async move {
-            loop {
-                if let Some(event) = pending.pop() {
-                    let line = Bytes::from(format!("{event}\n"));
-                    return Some((Ok::<_, Infallible>(Frame::data(line)), (inner, res, namespace, since, rx, pending)));
-                }
-                {
-                    let store = inner.store();
-                    for entry in store.log.iter().filter(|e| e.rv > since) {
-                        since = entry.rv;
-                        if entry.key.group != res.group
-                            || entry.key.plural != res.plural
-                            || namespace.as_ref().is_some_and(|ns| &entry.key.namespace != ns)
-                        {
-                            continue;
-                        }
-                        let now = matches(&entry.new);
-                        let before = entry.old.as_ref().is_some_and(&matches);
-                        let kind = match (entry.kind, before, now) {
-                            (EventType::Added, _, true) => "ADDED",
-                            (EventType::Deleted, _, true) => "DELETED",
-                            (EventType::Modified, true, true) => "MODIFIED",
-                            (EventType::Modified, false, true) => "ADDED",
-                            (EventType::Modified, true, false) => "DELETED",
-                            _ => continue,
-                        };
-                        pending.push(json!({"type": kind, "object": entry.new}));
+    let stream = futures::stream::unfold(
+        state,
+        move |(inner, res, namespace, mut since, mut rx, mut pending)| {
+            let matches = matches.clone();
+            async move {
+                loop {
+                    if let Some(event) = pending.pop() {
+                        let line = Bytes::from(format!("{event}\n"));
+                        return Some((
+                            Ok::<_, Infallible>(Frame::data(line)),
+                            (inner, res, namespace, since, rx, pending),
+                        ));
                     }
-                    pending.reverse();
-                }
-                if !pending.is_empty() {
-                    continue;
-                }
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return None },
-                    _ = tokio::time::sleep_until(deadline) => return None,
+                    {
+                        let store = inner.store();
+                        let start = store.log.partition_point(|e| e.rv <= since);
+                        for entry in &store.log[start..] {
+                            since = entry.rv;
+                            if entry.key.group != res.group
+                                || entry.key.plural != res.plural
+                                || namespace.as_ref().is_some_and(|ns| &entry.key.namespace != ns)
+                            {
+                                continue;
+                            }
+                            let now = matches(&entry.new);
+                            let before = entry.old.as_ref().is_some_and(&matches);
+                            let kind = match (entry.kind, before, now) {
+                                (EventType::Added, _, true) => "ADDED",
+                                (EventType::Deleted, _, true) => "DELETED",
+                                (EventType::Modified, true, true) => "MODIFIED",
+                                (EventType::Modified, false, true) => "ADDED",
+                                (EventType::Modified, true, false) => "DELETED",
+                                _ => continue,
+                            };
+                            pending.push(json!({"type": kind, "object": entry.new}));
+                        }
+                        pending.reverse();
+                    }
+                    if !pending.is_empty() {
+                        continue;
+                    }
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { return None },
+                        _ = tokio::time::sleep_until(deadline) => return None,
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     let mut resp = Response::new(StreamBody::new(stream.boxed()).boxed_unsync());
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
@@ -337,11 +410,26 @@ mod tests {
     fn paths_parse_like_the_api_server_lays_them_out() {
         let r = parse_path("/apis/apps/v1/namespaces/ns/deployments/web/status").unwrap();
         assert_eq!(
-            (r.group.as_str(), r.namespace.as_deref(), r.plural.as_deref(), r.name.as_deref(), r.subresource.as_deref()),
-            ("apps", Some("ns"), Some("deployments"), Some("web"), Some("status"))
+            (
+                r.group.as_str(),
+                r.namespace.as_deref(),
+                r.plural.as_deref(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            (
+                "apps",
+                Some("ns"),
+                Some("deployments"),
+                Some("web"),
+                Some("status")
+            )
         );
         let r = parse_path("/api/v1/configmaps").unwrap();
-        assert_eq!((r.group.as_str(), r.namespace, r.plural.as_deref()), ("", None, Some("configmaps")));
+        assert_eq!(
+            (r.group.as_str(), r.namespace, r.plural.as_deref()),
+            ("", None, Some("configmaps"))
+        );
         let r = parse_path("/apis/monitoring.coreos.com/v1").unwrap();
         assert!(r.plural.is_none());
         assert!(parse_path("/healthz").is_none());
@@ -349,7 +437,9 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_decoded() {
-        let uri: http::Uri = "/api/v1/pods?labelSelector=app.kubernetes.io%2Fname%3Dx&watch=true".parse().unwrap();
+        let uri: http::Uri = "/api/v1/pods?labelSelector=app.kubernetes.io%2Fname%3Dx&watch=true"
+            .parse()
+            .unwrap();
         let q = query(&uri);
         assert_eq!(q["labelSelector"], "app.kubernetes.io/name=x");
         assert_eq!(q["watch"], "true");

@@ -1,6 +1,7 @@
 //! Server-side apply and JSON merge patch on `serde_json::Value`s, with simplified field ownership.
 //!
-//! Ownership is a set of *leaf paths* per field manager. A leaf is a scalar, a list or an empty object: lists
+//! Ownership is a set of *leaf paths* per field manager. A leaf is a scalar or a list (empty objects are
+//! structure and owned by nobody): lists
 //! are atomic (the real server merges keyed lists such as `containers` by key; with one manager per list, as
 //! here, the result is the same). Apply:
 //! 1. conflicts: a leaf the caller applies with a different value than stored, owned by another manager, is
@@ -45,7 +46,8 @@ pub fn leaves(v: &Value) -> BTreeMap<String, Value> {
 
 fn collect(v: &Value, path: String, out: &mut BTreeMap<String, Value>) {
     match v {
-        Value::Object(map) if !map.is_empty() => {
+        // Empty objects are structure, not values: nobody owns them (as in the real field sets).
+        Value::Object(map) => {
             for (k, child) in map {
                 collect(child, format!("{path}/{}", escape(k)), out);
             }
@@ -65,7 +67,9 @@ fn owned_by_other<'a>(managed: &'a Managed, me: &str, path: &str) -> Vec<&'a str
         .iter()
         .filter(|(m, paths)| {
             m.as_str() != me
-                && paths.iter().any(|p| p == path || p.starts_with(&format!("{path}/")) || path.starts_with(&format!("{p}/")))
+                && paths.iter().any(|p| {
+                    p == path || p.starts_with(&format!("{path}/")) || path.starts_with(&format!("{p}/"))
+                })
         })
         .map(|(m, _)| m.as_str())
         .collect()
@@ -94,11 +98,17 @@ pub fn apply(
     }
     for (path, other) in &conflicts {
         if let Some(paths) = managed.get_mut(other) {
-            paths.retain(|p| !(p == path || p.starts_with(&format!("{path}/")) || path.starts_with(&format!("{p}/"))));
+            paths.retain(|p| {
+                !(p == path || p.starts_with(&format!("{path}/")) || path.starts_with(&format!("{p}/")))
+            });
         }
     }
 
-    let mut merged = if current.is_object() { current.clone() } else { Value::Object(Map::new()) };
+    let mut merged = if current.is_object() {
+        current.clone()
+    } else {
+        Value::Object(Map::new())
+    };
     deep_merge(&mut merged, config);
 
     let previously = managed.remove(manager).unwrap_or_default();
@@ -115,11 +125,15 @@ pub fn apply(
 /// Records that `manager` changed `before` into `after` with an update (merge patch or PUT).
 pub fn record_update(before: &Value, after: &Value, manager: &str, managed: &mut Managed) {
     let old = leaves(before);
-    let changed: Vec<String> = leaves(after).into_iter().filter(|(p, v)| old.get(p) != Some(v)).map(|(p, _)| p).collect();
-    for path in &changed {
-        for paths in managed.values_mut() {
-            paths.remove(path);
-        }
+    let new = leaves(after);
+    let changed: Vec<String> = new
+        .iter()
+        .filter(|(p, v)| old.get(*p) != Some(*v))
+        .map(|(p, _)| p.clone())
+        .collect();
+    // Removed fields are owned by nobody any more; changed ones move to the updater.
+    for paths in managed.values_mut() {
+        paths.retain(|p| new.contains_key(p) && !changed.contains(p));
     }
     managed.entry(manager.to_owned()).or_default().extend(changed);
     managed.retain(|_, paths| !paths.is_empty());
@@ -165,12 +179,18 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// Removes the leaf at `path` and then every ancestor object it leaves empty (below the top level).
 fn remove_path(root: &mut Value, path: &str) {
-    let parts: Vec<String> = path.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    let parts: Vec<String> = path
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
     remove_parts(root, &parts);
 }
 
 fn remove_parts(node: &mut Value, parts: &[String]) -> bool {
-    let Some((first, rest)) = parts.split_first() else { return false };
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
+    };
     let Value::Object(map) = node else { return false };
     if rest.is_empty() {
         map.remove(first);
@@ -192,7 +212,14 @@ mod tests {
     #[test]
     fn apply_merges_and_prunes_what_the_manager_stopped_applying() {
         let mut m = Managed::new();
-        let a = apply(&Value::Null, &json!({"spec": {"a": 1, "b": {"c": 2}}}), "op", false, &mut m).unwrap();
+        let a = apply(
+            &Value::Null,
+            &json!({"spec": {"a": 1, "b": {"c": 2}}}),
+            "op",
+            false,
+            &mut m,
+        )
+        .unwrap();
         assert_eq!(a, json!({"spec": {"a": 1, "b": {"c": 2}}}));
         let b = apply(&a, &json!({"spec": {"a": 3}}), "op", false, &mut m).unwrap();
         assert_eq!(b, json!({"spec": {"a": 3}}));
@@ -202,12 +229,23 @@ mod tests {
     #[test]
     fn fields_of_other_managers_survive_and_conflict_without_force() {
         let mut m = Managed::new();
-        let a = apply(&Value::Null, &json!({"spec": {"template": "t"}}), "op", false, &mut m).unwrap();
+        let a = apply(
+            &Value::Null,
+            &json!({"spec": {"template": "t"}}),
+            "op",
+            false,
+            &mut m,
+        )
+        .unwrap();
         let mut b = a.clone();
         merge_patch(&mut b, &json!({"spec": {"replicas": 3}}));
         record_update(&a, &b, "hpa", &mut m);
         let c = apply(&b, &json!({"spec": {"template": "t2"}}), "op", false, &mut m).unwrap();
-        assert_eq!(c, json!({"spec": {"template": "t2", "replicas": 3}}), "the autoscaler's replicas stay");
+        assert_eq!(
+            c,
+            json!({"spec": {"template": "t2", "replicas": 3}}),
+            "the autoscaler's replicas stay"
+        );
         let err = apply(&c, &json!({"spec": {"replicas": 1}}), "op", false, &mut m).unwrap_err();
         assert_eq!(err, Conflicts(vec![("/spec/replicas".into(), "hpa".into())]));
         let d = apply(&c, &json!({"spec": {"replicas": 1}}), "op", true, &mut m).unwrap();
@@ -218,9 +256,33 @@ mod tests {
     #[test]
     fn same_value_from_two_managers_is_not_a_conflict() {
         let mut m = Managed::new();
-        let a = apply(&Value::Null, &json!({"spec": {"holder": "x"}}), "a", false, &mut m).unwrap();
+        let a = apply(
+            &Value::Null,
+            &json!({"spec": {"holder": "x"}}),
+            "a",
+            false,
+            &mut m,
+        )
+        .unwrap();
         apply(&a, &json!({"spec": {"holder": "x"}}), "b", false, &mut m).unwrap();
         assert!(apply(&a, &json!({"spec": {"holder": "y"}}), "b", false, &mut m).is_err());
+    }
+
+    #[test]
+    fn removing_a_field_by_update_frees_it() {
+        let mut m = Managed::new();
+        let a = apply(
+            &Value::Null,
+            &json!({"spec": {"holder": "x"}}),
+            "a",
+            false,
+            &mut m,
+        )
+        .unwrap();
+        let mut b = a.clone();
+        merge_patch(&mut b, &json!({"spec": {"holder": null}}));
+        record_update(&a, &b, "a", &mut m);
+        assert!(apply(&b, &json!({"spec": {"holder": "y"}}), "b", false, &mut m).is_ok());
     }
 
     #[test]

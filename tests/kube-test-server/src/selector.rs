@@ -31,7 +31,10 @@ pub struct SelectorError(pub String);
 impl Selector {
     /// Parses a label selector.
     pub fn labels(text: &str) -> Result<Selector, SelectorError> {
-        Ok(Selector { reqs: parse(text)?, field: false })
+        Ok(Selector {
+            reqs: parse(text)?,
+            field: false,
+        })
     }
 
     /// Parses a field selector.
@@ -97,7 +100,13 @@ fn parse(text: &str) -> Result<Vec<Req>, SelectorError> {
 
 fn set(text: &str) -> Option<Vec<String>> {
     let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 fn split_top_level(text: &str) -> Vec<&str> {
@@ -127,20 +136,45 @@ mod tests {
     #[test]
     fn label_selectors_match_like_the_api_server() {
         let obj = json!({"metadata": {"name": "a", "labels": {"app": "x", "tier": "web"}}});
-        let yes = ["app=x", "app==x", "app!=y", "app", "!missing", "tier in (web,db)", "tier notin (db)", "app=x,tier=web", ""];
-        let no = ["app=y", "app!=x", "missing", "!app", "tier in (db)", "tier notin (web, db)", "app=x,tier=db"];
+        let yes = [
+            "app=x",
+            "app==x",
+            "app!=y",
+            "app",
+            "!missing",
+            "tier in (web,db)",
+            "tier notin (db)",
+            "app=x,tier=web",
+            "",
+        ];
+        let no = [
+            "app=y",
+            "app!=x",
+            "missing",
+            "!app",
+            "tier in (db)",
+            "tier notin (web, db)",
+            "app=x,tier=db",
+        ];
         for s in yes {
             assert!(Selector::labels(s).unwrap().matches(&obj), "{s} should match");
         }
         for s in no {
-            assert!(!Selector::labels(s).unwrap().matches(&obj), "{s} should not match");
+            assert!(
+                !Selector::labels(s).unwrap().matches(&obj),
+                "{s} should not match"
+            );
         }
     }
 
     #[test]
     fn field_selectors_cover_name_and_namespace() {
         let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
-        assert!(Selector::fields("metadata.name=a,metadata.namespace=ns").unwrap().matches(&obj));
+        assert!(
+            Selector::fields("metadata.name=a,metadata.namespace=ns")
+                .unwrap()
+                .matches(&obj)
+        );
         assert!(!Selector::fields("metadata.name!=a").unwrap().matches(&obj));
         assert!(Selector::fields("spec.nodeName=n").is_err());
     }

@@ -33,7 +33,11 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 }
 
@@ -51,7 +55,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into() }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+        }
     }
 
     /// The `Status` object of this error.
@@ -140,13 +148,21 @@ impl Store {
     pub fn list(&self, res: &ResourceInfo, namespace: Option<&str>) -> Vec<Value> {
         self.objects
             .iter()
-            .filter(|(k, _)| k.group == res.group && k.plural == res.plural && namespace.is_none_or(|ns| k.namespace == ns))
+            .filter(|(k, _)| {
+                k.group == res.group && k.plural == res.plural && namespace.is_none_or(|ns| k.namespace == ns)
+            })
             .map(|(_, s)| s.obj.clone())
             .collect()
     }
 
     /// Creates `obj` (POST).
-    pub fn create(&mut self, res: &ResourceInfo, namespace: &str, mut obj: Value, manager: &str) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        res: &ResourceInfo,
+        namespace: &str,
+        mut obj: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
         let name = match obj["metadata"]["name"].as_str() {
             Some(n) if !n.is_empty() => n.to_owned(),
             _ => match obj["metadata"]["generateName"].as_str() {
@@ -156,10 +172,16 @@ impl Store {
         };
         let key = self.key(res, namespace, &name);
         if self.objects.contains_key(&key) {
-            return Err(ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", res.plural)));
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", res.plural),
+            ));
         }
         obj["metadata"]["name"] = json!(name);
-        if res.status_subresource && let Some(m) = obj.as_object_mut() {
+        if res.status_subresource
+            && let Some(m) = obj.as_object_mut()
+        {
             m.remove("status");
         }
         let mut managed = Managed::new();
@@ -168,7 +190,14 @@ impl Store {
     }
 
     /// Replaces the object (PUT), honouring a resourceVersion precondition.
-    pub fn replace(&mut self, res: &ResourceInfo, key: &Key, new: Value, target: Target, manager: &str) -> Result<Value, ApiError> {
+    pub fn replace(
+        &mut self,
+        res: &ResourceInfo,
+        key: &Key,
+        new: Value,
+        target: Target,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
         let stored = self.existing(res, key)?;
         check_precondition(res, key, &stored.obj, &new)?;
         let after = restrict(res, &stored.obj, new, target);
@@ -179,7 +208,14 @@ impl Store {
     }
 
     /// JSON merge patch (also used for strategic merge patch: lists replace).
-    pub fn merge_patch(&mut self, res: &ResourceInfo, key: &Key, patch: &Value, target: Target, manager: &str) -> Result<Value, ApiError> {
+    pub fn merge_patch(
+        &mut self,
+        res: &ResourceInfo,
+        key: &Key,
+        patch: &Value,
+        target: Target,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
         let stored = self.existing(res, key)?;
         check_precondition(res, key, &stored.obj, patch)?;
         let mut after = stored.obj.clone();
@@ -210,7 +246,9 @@ impl Store {
             check_precondition(res, key, old, config)?;
         }
         let mut config = config.clone();
-        if res.status_subresource && let Some(m) = config.as_object_mut() {
+        if res.status_subresource
+            && let Some(m) = config.as_object_mut()
+        {
             match target {
                 Target::Main => {
                     m.remove("status");
@@ -220,8 +258,15 @@ impl Store {
         }
         let current = old.clone().unwrap_or(Value::Null);
         let merged = merge::apply(&current, &config, manager, force, &mut managed).map_err(|c| {
-            let list: Vec<String> = c.0.iter().map(|(p, m)| format!("conflict with \"{m}\": {p}")).collect();
-            ApiError::new(409, "Conflict", format!("Apply failed with {} conflicts: {}", list.len(), list.join("; ")))
+            let list: Vec<String> =
+                c.0.iter()
+                    .map(|(p, m)| format!("conflict with \"{m}\": {p}"))
+                    .collect();
+            ApiError::new(
+                409,
+                "Conflict",
+                format!("Apply failed with {} conflicts: {}", list.len(), list.join("; ")),
+            )
         })?;
         let after = match &old {
             Some(o) => restrict(res, o, merged, target),
@@ -248,11 +293,19 @@ impl Store {
     }
 
     fn remove(&mut self, key: &Key) -> Value {
-        let Some(stored) = self.objects.remove(key) else { return Value::Null };
+        let Some(stored) = self.objects.remove(key) else {
+            return Value::Null;
+        };
         self.rv += 1;
         let mut last = stored.obj;
         last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.log.push(LogEntry { rv: self.rv, key: key.clone(), kind: EventType::Deleted, old: None, new: last.clone() });
+        self.log.push(LogEntry {
+            rv: self.rv,
+            key: key.clone(),
+            kind: EventType::Deleted,
+            old: None,
+            new: last.clone(),
+        });
         if let Some(uid) = last["metadata"]["uid"].as_str() {
             self.collect_garbage(uid);
         }
@@ -272,7 +325,9 @@ impl Store {
             .map(|(k, _)| k.clone())
             .collect();
         for key in dependents {
-            let Some(stored) = self.objects.get(&key) else { continue };
+            let Some(stored) = self.objects.get(&key) else {
+                continue;
+            };
             if has_finalizers(&stored.obj) {
                 let old = stored.obj.clone();
                 if old["metadata"]["deletionTimestamp"].is_null() {
@@ -294,13 +349,24 @@ impl Store {
         Key {
             group: res.group.clone(),
             plural: res.plural.clone(),
-            namespace: if res.namespaced { namespace.to_owned() } else { String::new() },
+            namespace: if res.namespaced {
+                namespace.to_owned()
+            } else {
+                String::new()
+            },
             name: name.to_owned(),
         }
     }
 
     /// Stores `after` unless it equals `old`, maintaining server-owned metadata and the log.
-    fn commit(&mut self, res: &ResourceInfo, key: Key, old: Option<Value>, mut after: Value, managed: Managed) -> Result<Value, ApiError> {
+    fn commit(
+        &mut self,
+        res: &ResourceInfo,
+        key: Key,
+        old: Option<Value>,
+        mut after: Value,
+        managed: Managed,
+    ) -> Result<Value, ApiError> {
         after["apiVersion"] = json!(res.api_version());
         after["kind"] = json!(res.kind);
         after["metadata"]["name"] = json!(key.name);
@@ -341,10 +407,26 @@ impl Store {
     fn write(&mut self, key: Key, old: Option<Value>, mut after: Value, managed: Managed) -> Value {
         self.rv += 1;
         after["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
-        self.log.push(LogEntry { rv: self.rv, key: key.clone(), kind, old, new: after.clone() });
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.log.push(LogEntry {
+            rv: self.rv,
+            key: key.clone(),
+            kind,
+            old,
+            new: after.clone(),
+        });
         let finished = after["metadata"]["deletionTimestamp"].is_string() && !has_finalizers(&after);
-        self.objects.insert(key.clone(), Stored { obj: after.clone(), managed });
+        self.objects.insert(
+            key.clone(),
+            Stored {
+                obj: after.clone(),
+                managed,
+            },
+        );
         if finished {
             return self.remove(&key);
         }
@@ -386,25 +468,37 @@ fn restrict(res: &ResourceInfo, old: &Value, mut new: Value, target: Target) -> 
 
 fn check_precondition(res: &ResourceInfo, key: &Key, stored: &Value, write: &Value) -> Result<(), ApiError> {
     match write["metadata"]["resourceVersion"].as_str() {
-        Some(rv) if !rv.is_empty() && Some(rv) != stored["metadata"]["resourceVersion"].as_str() => Err(ApiError::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                res.plural, key.name
-            ),
-        )),
+        Some(rv) if !rv.is_empty() && Some(rv) != stored["metadata"]["resourceVersion"].as_str() => {
+            Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                    res.plural, key.name
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }
 
 fn not_found(res: &ResourceInfo, key: &Key) -> ApiError {
-    let group = if res.group.is_empty() { String::new() } else { format!(".{}", res.group) };
-    ApiError::new(404, "NotFound", format!("{}{group} \"{}\" not found", res.plural, key.name))
+    let group = if res.group.is_empty() {
+        String::new()
+    } else {
+        format!(".{}", res.group)
+    };
+    ApiError::new(
+        404,
+        "NotFound",
+        format!("{}{group} \"{}\" not found", res.plural, key.name),
+    )
 }
 
 fn has_finalizers(obj: &Value) -> bool {
-    obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
 }
 
 fn spec_of(obj: &Value) -> Value {

@@ -1,0 +1,733 @@
+//! The real controller (kube_runtime::Controller, reconcile, status, events, leader election) against the
+//! in-process fake API server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{CustomResourceExt, Resource, ResourceExt};
+use kube_test_server::{ResourceInfo, TestServer};
+use s3_sentinel_api::connector::S3SentinelConnector;
+use s3_sentinel_operator::controller::{self, Context, Settings, fixtures};
+use s3_sentinel_operator::labels::CONFIG_HASH_ANNOTATION;
+use s3_sentinel_operator::leader::{self, LeaseSettings};
+use s3_sentinel_operator::metrics::Metrics;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = fixtures::NAMESPACE;
+const WAIT: Duration = Duration::from_secs(20);
+
+fn server() -> TestServer {
+    let server = TestServer::new();
+    server.register_crd(&S3SentinelConnector::crd());
+    server
+}
+
+fn settings() -> Settings {
+    Settings {
+        resync: Duration::from_secs(600),
+        invalid_retry: Duration::from_millis(200),
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(1),
+        discovery_ttl: Duration::from_millis(100),
+        namespace: None,
+    }
+}
+
+fn context(server: &TestServer, user: &str) -> Arc<Context> {
+    Arc::new(Context::new(
+        server.client_as(user),
+        fixtures::defaults(),
+        Arc::new(Metrics::new().unwrap()),
+        settings(),
+        user,
+    ))
+}
+
+/// Runs one operator replica (no leader election) until the returned token is cancelled.
+fn start(server: &TestServer) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let ctx = context(server, "operator");
+    tokio::spawn(controller::run(ctx, stop.clone().cancelled_owned()));
+    stop
+}
+
+async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create_secrets(server: &TestServer) {
+    let api: Api<Secret> = Api::namespaced(server.client(), NS);
+    for s in fixtures::secrets().into_values() {
+        api.create(&PostParams::default(), &s).await.unwrap();
+    }
+}
+
+async fn apply_connector(server: &TestServer, c: &S3SentinelConnector) {
+    let api: Api<S3SentinelConnector> = Api::namespaced(server.client(), NS);
+    let mut c = c.clone();
+    c.metadata.uid = None;
+    c.metadata.generation = None;
+    api.patch(
+        &c.name_any(),
+        &PatchParams::apply("kubectl").force(),
+        &Patch::Apply(&c),
+    )
+    .await
+    .unwrap();
+}
+
+fn connectors(server: &TestServer) -> Api<S3SentinelConnector> {
+    Api::namespaced(server.client(), NS)
+}
+
+fn condition(c: &S3SentinelConnector, type_: &str) -> Option<(String, String, String)> {
+    let cond = c.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)?;
+    Some((cond.status.clone(), cond.reason.clone(), cond.message.clone()))
+}
+
+/// Plays the Deployment controller: reports every desired pod ready and updated.
+async fn mark_deployment_ready(server: &TestServer, name: &str) {
+    let api: Api<Deployment> = Api::namespaced(server.client_as("kube-controller-manager"), NS);
+    let d = api.get(name).await.unwrap();
+    let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = json!({"status": {"observedGeneration": d.metadata.generation, "replicas": n, "updatedReplicas": n,
+                                   "readyReplicas": n, "availableReplicas": n}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+}
+
+fn rv<K: Resource>(obj: &K) -> String {
+    obj.meta().resource_version.clone().unwrap()
+}
+
+async fn wait_ready(server: &TestServer, name: &str) -> S3SentinelConnector {
+    wait_for("Ready=True", async || {
+        let c = connectors(server).get(name).await.ok()?;
+        (condition(&c, "Ready")?.0 == "True").then_some(c)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn applied_connector_gets_every_owned_object_and_becomes_ready() {
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    let d = wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("S3SentinelConnector", "cloudtrail")
+    );
+    assert_eq!(
+        d.spec.as_ref().unwrap().replicas,
+        None,
+        "autoscaled: replicas belong to the HPA"
+    );
+    let client = server.client();
+    assert!(
+        Api::<ConfigMap>::namespaced(client.clone(), NS)
+            .get_opt("cloudtrail-config")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<ServiceAccount>::namespaced(client.clone(), NS)
+            .get_opt("cloudtrail")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<Service>::namespaced(client.clone(), NS)
+            .get_opt("cloudtrail")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), NS)
+            .get_opt("cloudtrail")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), NS)
+            .get_opt("cloudtrail")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let c = wait_for("a status", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        condition(&c, "Ready").map(|_| c)
+    })
+    .await;
+    assert_eq!(condition(&c, "Ready").unwrap().1, "WorkersNotReady");
+    assert_eq!(condition(&c, "Degraded").unwrap().0, "False");
+    assert_eq!(c.status.as_ref().unwrap().observed_generation, Some(1));
+
+    mark_deployment_ready(&server, "cloudtrail").await;
+    let c = wait_ready(&server, "cloudtrail").await;
+    assert_eq!(condition(&c, "Progressing").unwrap().0, "False");
+    assert_eq!(c.status.as_ref().unwrap().ready_replicas, Some(1));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn spec_change_rolls_the_deployment_and_nothing_else_churns() {
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(&server, "cloudtrail").await;
+    wait_ready(&server, "cloudtrail").await;
+
+    let client = server.client();
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), NS);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NS);
+    let before = (
+        rv(&services.get("cloudtrail").await.unwrap()),
+        rv(&pdbs.get("cloudtrail").await.unwrap()),
+        rv(&sas.get("cloudtrail").await.unwrap()),
+        rv(&hpas.get("cloudtrail").await.unwrap()),
+    );
+    let hash = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH_ANNOTATION]
+            .clone()
+    };
+    let old_hash = hash(&deployments.get("cloudtrail").await.unwrap());
+
+    let mut changed = fixtures::connector();
+    changed.spec.batching.batch_size = 250;
+    apply_connector(&server, &changed).await;
+    let d = wait_for("a new config hash", async || {
+        let d = deployments.get("cloudtrail").await.ok()?;
+        (hash(&d) != old_hash).then_some(d)
+    })
+    .await;
+    assert_eq!(d.metadata.generation, Some(2));
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), NS)
+        .get("cloudtrail-config")
+        .await
+        .unwrap();
+    assert!(cm.data.unwrap()["config.yaml"].contains("batch_size: 250"));
+    wait_for("observedGeneration 2", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        (c.status?.observed_generation == Some(2)).then_some(())
+    })
+    .await;
+    let after = (
+        rv(&services.get("cloudtrail").await.unwrap()),
+        rv(&pdbs.get("cloudtrail").await.unwrap()),
+        rv(&sas.get("cloudtrail").await.unwrap()),
+        rv(&hpas.get("cloudtrail").await.unwrap()),
+    );
+    assert_eq!(
+        before, after,
+        "objects whose desired state did not change must not be rewritten"
+    );
+
+    // A reconcile with nothing to do writes nothing at all.
+    mark_deployment_ready(&server, "cloudtrail").await;
+    wait_ready(&server, "cloudtrail").await;
+    let settled = server.resource_version();
+    connectors(&server)
+        .patch(
+            "cloudtrail",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let touched = server.resource_version();
+    let operator_requests = || {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.user == "operator" && !r.watch)
+            .collect::<Vec<_>>()
+    };
+    let seen = operator_requests().len();
+    wait_for("the reconcile of the touched connector", async || {
+        (operator_requests().len() > seen + 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status_writes: Vec<_> = operator_requests()
+        .into_iter()
+        .skip(seen)
+        .filter(|r| r.is_write() && r.path.ends_with("/status"))
+        .collect();
+    assert!(
+        status_writes.is_empty(),
+        "an unchanged status must not be written: {status_writes:?}"
+    );
+    assert_eq!(
+        server.resource_version(),
+        touched,
+        "an idle reconcile must not write (was {settled} before the touch)"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn autoscaler_replicas_are_not_reverted() {
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client_as("horizontal-pod-autoscaler"), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+
+    deployments
+        .patch(
+            "cloudtrail",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let applies = || {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.user == "operator" && r.is_write() && r.path.ends_with("/deployments/cloudtrail"))
+            .count()
+    };
+    let seen = applies();
+    // The replicas change triggers a reconcile through the Deployment watch; it re-applies the Deployment.
+    wait_for("a reconcile after the scale", async || {
+        (applies() > seen).then_some(())
+    })
+    .await;
+    let d = deployments.get("cloudtrail").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
+
+    // Turning autoscaling off hands replicas back to the operator and deletes the HPA.
+    let mut fixed = fixtures::connector();
+    fixed.spec.scaling.max_replicas = 1;
+    apply_connector(&server, &fixed).await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(server.client(), NS);
+    wait_for("the HPA to go", async || {
+        hpas.get_opt("cloudtrail").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    wait_for("replicas 1", async || {
+        (deployments.get("cloudtrail").await.ok()?.spec?.replicas == Some(1)).then_some(())
+    })
+    .await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn missing_secret_degrades_then_recovers() {
+    let server = server();
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let c = wait_for("Degraded", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        (condition(&c, "Degraded")?.0 == "True").then_some(c)
+    })
+    .await;
+    let (_, reason, message) = condition(&c, "Degraded").unwrap();
+    assert_eq!(reason, "SecretNotFound");
+    assert!(message.contains("Secret logs/aws-credentials"), "{message}");
+    assert!(message.contains("Secret logs/entra-credentials"), "{message}");
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    assert!(
+        deployments.get_opt("cloudtrail").await.unwrap().is_none(),
+        "nothing is applied for an invalid connector"
+    );
+
+    // A Secret that exists but lacks the key names the key.
+    let secrets: Api<Secret> = Api::namespaced(server.client(), NS);
+    secrets
+        .create(
+            &PostParams::default(),
+            &fixtures::secret("aws-credentials", &[("AWS_ACCESS_KEY_ID", "a")]),
+        )
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &fixtures::secrets()["entra-credentials"])
+        .await
+        .unwrap();
+    let c = wait_for("the missing key", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        let (_, reason, message) = condition(&c, "Degraded")?;
+        (reason == "SecretKeyMissing").then_some(message)
+    })
+    .await;
+    assert!(c.contains("`AWS_SECRET_ACCESS_KEY`"), "{c}");
+
+    secrets
+        .replace(
+            "aws-credentials",
+            &PostParams::default(),
+            &fixtures::secrets()["aws-credentials"],
+        )
+        .await
+        .unwrap_or_else(|_| panic!("replace failed"));
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(&server, "cloudtrail").await;
+    let c = wait_ready(&server, "cloudtrail").await;
+    assert_eq!(condition(&c, "Degraded").unwrap().0, "False");
+
+    let events = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_write() && r.path.contains("/events"))
+        .count();
+    assert!(events >= 2, "transitions are recorded as Events");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn deleting_the_connector_removes_its_objects() {
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    connectors(&server)
+        .delete("cloudtrail", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for("the owned objects to go", async || {
+        let gone = [
+            "deployments",
+            "services",
+            "serviceaccounts",
+            "configmaps",
+            "poddisruptionbudgets",
+            "horizontalpodautoscalers",
+        ]
+        .iter()
+        .zip(["apps", "", "", "", "policy", "autoscaling"])
+        .all(|(plural, group)| server.count(group, plural, NS) == 0);
+        gone.then_some(())
+    })
+    .await;
+    assert_eq!(
+        server.count("", "secrets", NS),
+        2,
+        "Secrets are not the operator's"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn service_monitor_is_applied_when_its_crd_exists() {
+    let server = server();
+    server.register(ResourceInfo {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        plural: "servicemonitors".into(),
+        kind: "ServiceMonitor".into(),
+        namespaced: true,
+        status_subresource: false,
+    });
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let sm = wait_for("the ServiceMonitor", async || {
+        server.object("monitoring.coreos.com", "servicemonitors", NS, "cloudtrail")
+    })
+    .await;
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_and_a_follower_takes_over() {
+    let server = server();
+    create_secrets(&server).await;
+    let mut replicas = std::collections::BTreeMap::new();
+    for id in ["operator-a", "operator-b"] {
+        let ctx = context(&server, id);
+        let lease = LeaseSettings {
+            name: "s3-sentinel-operator".into(),
+            namespace: "s3-sentinel-system".into(),
+            identity: id.into(),
+            duration_secs: 5,
+            grace_secs: 2,
+        };
+        let client = server.client_as(id);
+        let metrics = ctx.metrics.clone();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            leader::run_as_leader(client, lease, metrics, stop, |stop| {
+                let ctx = ctx.clone();
+                async move { controller::run(ctx, stop.cancelled_owned()).await }
+            })
+            .await
+        });
+        replicas.insert(id, (shutdown, handle));
+    }
+    apply_connector(&server, &fixtures::connector()).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(&server, "cloudtrail").await;
+    wait_ready(&server, "cloudtrail").await;
+
+    let holder = || {
+        server
+            .object(
+                "coordination.k8s.io",
+                "leases",
+                "s3-sentinel-system",
+                "s3-sentinel-operator",
+            )
+            .unwrap()["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let leader = holder().unwrap();
+    let follower = if leader == "operator-a" {
+        "operator-b"
+    } else {
+        "operator-a"
+    };
+    let writes = |user: &str| {
+        server
+            .requests()
+            .into_iter()
+            .filter(|r| r.user == user && r.is_write() && !r.path.contains("/leases"))
+            .count()
+    };
+    assert!(writes(&leader) > 0, "the leader reconciles");
+    assert_eq!(
+        writes(follower),
+        0,
+        "the follower must not write anything but its Lease attempts"
+    );
+
+    // The leader shuts down: it stops reconciling, releases the Lease, and the follower takes over.
+    let (shutdown, handle) = replicas.remove(leader.as_str()).unwrap();
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+    let leader_writes = writes(&leader);
+    wait_for("the follower to take the Lease", async || {
+        (holder().as_deref() == Some(follower)).then_some(())
+    })
+    .await;
+    let mut changed = fixtures::connector();
+    changed.spec.batching.batch_size = 100;
+    apply_connector(&server, &changed).await;
+    let configs: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    wait_for("the new leader to reconcile", async || {
+        configs.get("cloudtrail-config").await.ok()?.data?["config.yaml"]
+            .contains("batch_size: 100")
+            .then_some(())
+    })
+    .await;
+    assert!(writes(follower) > 0);
+    assert_eq!(writes(&leader), leader_writes, "a stopped replica must not write");
+    for (shutdown, _) in replicas.values() {
+        shutdown.cancel();
+    }
+}
+
+/// Discovery (`/api/{v}`, `/apis/{g}/{v}`) is open to every authenticated user, not an RBAC rule.
+fn is_discovery(r: &kube_test_server::Recorded) -> bool {
+    let parts: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    r.method == "GET" && matches!(parts.as_slice(), ["api", _] | ["apis", _, _])
+}
+
+/// (verb, group, resource) of a recorded request, as the API server's authorizer sees it.
+fn authz(r: &kube_test_server::Recorded) -> (String, String, String) {
+    let parts: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _, rest @ ..] => (String::new(), rest),
+        ["apis", g, _, rest @ ..] => ((*g).to_owned(), rest),
+        _ => panic!("unexpected path {}", r.path),
+    };
+    let rest = match rest {
+        ["namespaces", _, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let resource = match rest {
+        [plural, _, sub] => format!("{plural}/{sub}"),
+        [plural, ..] => (*plural).to_owned(),
+        [] => panic!("discovery is not authorized by RBAC rules: {}", r.path),
+    };
+    let verb = match (r.method.as_str(), rest.len(), r.watch) {
+        ("GET", 1, true) => "watch",
+        ("GET", 1, false) => "list",
+        ("GET", _, _) => "get",
+        ("POST", _, _) => "create",
+        ("PUT", _, _) => "update",
+        ("PATCH", _, _) => "patch",
+        ("DELETE", _, _) => "delete",
+        (m, _, _) => panic!("unexpected method {m}"),
+    };
+    (verb.to_owned(), group, resource)
+}
+
+#[tokio::test]
+async fn every_request_is_covered_by_the_declared_permissions() {
+    let declared: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            s3_sentinel_operator::crdgen::workspace_root().join("tests/chart/operator-permissions.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut allowed = std::collections::BTreeSet::new();
+    for section in ["cluster", "leaderElection"] {
+        for rule in declared[section].as_sequence().unwrap() {
+            for verb in rule["verbs"].as_sequence().unwrap() {
+                allowed.insert((
+                    verb.as_str().unwrap().to_owned(),
+                    rule["group"].as_str().unwrap().to_owned(),
+                    rule["resource"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+
+    // A whole lifecycle under leader election: invalid (missing Secret), valid, ServiceMonitor, scale
+    // change, autoscaling off, delete.
+    let server = server();
+    server.register(ResourceInfo {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        plural: "servicemonitors".into(),
+        kind: "ServiceMonitor".into(),
+        namespaced: true,
+        status_subresource: false,
+    });
+    let shutdown = CancellationToken::new();
+    let ctx = context(&server, "operator");
+    let lease = LeaseSettings {
+        name: "s3-sentinel-operator".into(),
+        namespace: "s3-sentinel-system".into(),
+        identity: "operator".into(),
+        duration_secs: 5,
+        grace_secs: 2,
+    };
+    let (client, metrics, stop) = (
+        server.client_as("operator"),
+        ctx.metrics.clone(),
+        shutdown.clone(),
+    );
+    let handle = tokio::spawn(async move {
+        leader::run_as_leader(client, lease, metrics, stop, |stop| {
+            let ctx = ctx.clone();
+            async move { controller::run(ctx, stop.cancelled_owned()).await }
+        })
+        .await
+    });
+    apply_connector(&server, &fixtures::connector()).await;
+    wait_for("Degraded", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        (condition(&c, "Degraded")?.0 == "True").then_some(())
+    })
+    .await;
+    create_secrets(&server).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(&server, "cloudtrail").await;
+    wait_ready(&server, "cloudtrail").await;
+    let mut fixed = fixtures::connector();
+    fixed.spec.scaling.max_replicas = 1;
+    apply_connector(&server, &fixed).await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(server.client(), NS);
+    wait_for("the HPA to go", async || {
+        hpas.get_opt("cloudtrail").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    connectors(&server)
+        .delete("cloudtrail", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+
+    let used: std::collections::BTreeSet<_> = server
+        .requests()
+        .iter()
+        .filter(|r| r.user == "operator" && !is_discovery(r))
+        .map(authz)
+        .collect();
+    let undeclared: Vec<_> = used.difference(&allowed).collect();
+    assert!(
+        undeclared.is_empty(),
+        "requests not covered by tests/chart/operator-permissions.yaml: {undeclared:?}"
+    );
+    for needed in [
+        ("patch", "apps", "deployments"),
+        ("delete", "autoscaling", "horizontalpodautoscalers"),
+        ("patch", "s3sentinel.io", "s3sentinelconnectors/status"),
+        ("get", "", "secrets"),
+        ("patch", "monitoring.coreos.com", "servicemonitors"),
+        ("create", "events.k8s.io", "events"),
+    ] {
+        let needed = (needed.0.to_owned(), needed.1.to_owned(), needed.2.to_owned());
+        assert!(
+            used.contains(&needed),
+            "the lifecycle should have exercised {needed:?}"
+        );
+    }
+}
