@@ -75,11 +75,10 @@ fn generate(
 ) -> (u64, u64) {
     // Outside the bucket: a marker under the prefix would be listed and read as a log object.
     let bucket_dir = s3.object_path(BUCKET, "x").unwrap();
-    let marker = bucket_dir
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join(format!("{}-complete-{total_mb}-{object_mb}", prefix.replace('/', "_")));
+    let marker = bucket_dir.parent().and_then(Path::parent).unwrap().join(format!(
+        "{}-complete-{total_mb}-{object_mb}",
+        prefix.replace('/', "_")
+    ));
     let mut raw_total = 0u64;
     let mut objects = 0u64;
     if let Ok(text) = std::fs::read_to_string(&marker) {
@@ -270,8 +269,16 @@ logging:
         &summary
     };
     let records = f["records_accepted"].as_u64().unwrap();
-    assert_eq!(records, f["records_read"].as_u64().unwrap(), "records not accepted: {summary}");
-    assert_eq!(f["dead_lettered"].as_u64().unwrap(), 0, "generated data should all parse: {summary}");
+    assert_eq!(
+        records,
+        f["records_read"].as_u64().unwrap(),
+        "records not accepted: {summary}"
+    );
+    assert_eq!(
+        f["dead_lettered"].as_u64().unwrap(),
+        0,
+        "generated data should all parse: {summary}"
+    );
     Outcome {
         records,
         raw_bytes: f["bytes_decoded"].as_u64().unwrap(),
