@@ -438,6 +438,10 @@ pub struct LoggingConfig {
     /// overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
+    /// How often an `info` line summarises the pipeline (records/s, `batch_size`, `latency`,
+    /// `duration`, `rate_limited`, breaker): what the runbook's log greps look for.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval: HumanDuration,
 }
 
 impl Default for LoggingConfig {
@@ -445,6 +449,7 @@ impl Default for LoggingConfig {
         LoggingConfig {
             format: LogOutput::default(),
             level: default_log_level(),
+            stats_interval: default_stats_interval(),
         }
     }
 }
@@ -554,6 +559,9 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9090))
 }
 fn default_drain_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_stats_interval() -> HumanDuration {
     HumanDuration::from_secs(30)
 }
 fn default_log_level() -> String {
@@ -812,6 +820,9 @@ impl WorkerConfig {
                 "circuit_breaker.reset_timeout",
                 "must be greater than zero".into(),
             );
+        }
+        if self.logging.stats_interval.get().is_zero() {
+            bad("logging.stats_interval", "must be greater than zero".into());
         }
         if self.checkpoint.flush_interval.get().is_zero() {
             bad("checkpoint.flush_interval", "must be greater than zero".into());

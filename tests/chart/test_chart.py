@@ -16,7 +16,7 @@ from conftest import CHART, ROOT, load_docs
 RELEASE = "s3s"
 NAMESPACE = "s3-sentinel-system"
 # Kinds that are not part of Kubernetes itself; checked structurally instead.
-NON_CORE_KINDS = {"ServiceMonitor"}
+NON_CORE_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
 def render(values: dict) -> dict[str, list[dict]]:
@@ -138,6 +138,10 @@ def test_full_values_render_the_optional_objects():
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["spec"]["endpoints"][0]["port"] == "http-metrics"
     assert len(by_kind(docs, "PodDisruptionBudget")) == 1
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "prometheus" and rule["spec"]["groups"]
+    (dashboard,) = by_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     c = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert c["image"].endswith("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
     env = {e["name"]: e.get("value") for e in c["env"]}

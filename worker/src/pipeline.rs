@@ -269,6 +269,12 @@ impl Worker {
             })
         };
 
+        let stats_stop = CancellationToken::new();
+        let stats_task = tokio::spawn(crate::telemetry::stats::log_periodically(
+            shared.metrics.clone(),
+            cfg.logging.stats_interval.get(),
+            stats_stop.clone(),
+        ));
         let source_task = tokio::spawn(source.run(work_tx, stop.clone()));
         let dl_task = tokio::spawn(dead_letters::run(dl_rx, Arc::clone(&shared)));
         let batch_limits = BatchLimits {
@@ -293,6 +299,8 @@ impl Worker {
         let _ = dl_task.await;
         let source_result = source_task.await;
         watchdog.abort();
+        stats_stop.cancel();
+        let _ = stats_task.await;
 
         if let Err(e) = self.checkpoint.flush().await {
             warn!(error = %e, "final checkpoint flush failed; the last objects may be read again");

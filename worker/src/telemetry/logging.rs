@@ -112,6 +112,7 @@ mod tests {
         LoggingConfig {
             format: LogOutput::Json,
             level: level.to_owned(),
+            ..LoggingConfig::default()
         }
     }
 

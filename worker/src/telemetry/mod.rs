@@ -3,5 +3,6 @@
 pub mod logging;
 pub mod metrics;
 pub mod process;
+pub mod stats;
 
 pub use metrics::Metrics;
