@@ -20,17 +20,42 @@ pub enum LogFormat {
     Syslog,
     /// ArcSight Common Event Format, bare or behind a syslog header.
     Cef,
+    /// Elastic Load Balancing access logs: Application (ALB), Network (NLB, TLS listeners) and Classic
+    /// load balancers, plus ALB connection logs, detected per line.
+    Elb,
+    /// Amazon S3 server access logs: space-separated, bracketed time, quoted request, referrer and user agent.
+    S3access,
+    /// Amazon CloudFront standard (access) logs: tab-separated, columns named by the `#Fields` header.
+    Cloudfront,
+    /// Amazon Route 53 Resolver query logs: one JSON object per line, time from `query_timestamp`.
+    Route53,
+    /// AWS WAF logs: one JSON object per line, forwarded as-is with `TimeGenerated` from the epoch-millisecond
+    /// `timestamp`.
+    Waf,
+    /// Amazon GuardDuty findings as exported to S3 (JSON lines, concatenated objects or a JSON array), bare or
+    /// wrapped in an EventBridge event; shaped like the `AWSGuardDuty` table.
+    Guardduty,
+    /// Comma- or tab-separated values with a header line (delimiter detected from the header); time from a
+    /// column named like a timestamp.
+    Csv,
 }
 
 impl LogFormat {
     /// Every format, in documentation order.
-    pub const ALL: [LogFormat; 6] = [
+    pub const ALL: [LogFormat; 13] = [
         LogFormat::Cloudtrail,
         LogFormat::Vpcflow,
         LogFormat::Jsonlines,
         LogFormat::Firewall,
         LogFormat::Syslog,
         LogFormat::Cef,
+        LogFormat::Elb,
+        LogFormat::S3access,
+        LogFormat::Cloudfront,
+        LogFormat::Route53,
+        LogFormat::Waf,
+        LogFormat::Guardduty,
+        LogFormat::Csv,
     ];
 
     /// The name used in configuration files and as a bounded metric label.
@@ -42,6 +67,13 @@ impl LogFormat {
             LogFormat::Firewall => "firewall",
             LogFormat::Syslog => "syslog",
             LogFormat::Cef => "cef",
+            LogFormat::Elb => "elb",
+            LogFormat::S3access => "s3access",
+            LogFormat::Cloudfront => "cloudfront",
+            LogFormat::Route53 => "route53",
+            LogFormat::Waf => "waf",
+            LogFormat::Guardduty => "guardduty",
+            LogFormat::Csv => "csv",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Parse throughput: generates N MB (first argument, default 64) of CloudTrail and VPC flow data in
-//! memory from the test fixtures and prints MB/s and records/s per format, single-threaded.
+//! Parse throughput: generates N MB (first argument, default 64) per format in memory from the test
+//! fixtures (CloudTrail, VPC flow, ELB, S3 access, CloudFront, WAF, Route 53) and prints MB/s and
+//! records/s per format, single-threaded.
 //!
 //! Run with `cargo run --release -p s3-sentinel-parse --example parse_throughput -- 64`.
 
@@ -58,13 +59,20 @@ fn cloudtrail(size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
 
 /// A default-format VPC flow object of about `size` bytes built from the fixture lines.
 fn vpcflow(size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let text = fixture("vpcflow/cribl_v2-default-s3-object.log")?;
+    lines("vpcflow/cribl_v2-default-s3-object.log", 1, b"", size)
+}
+
+/// An object of about `size` bytes: `header`, then the data lines of the fixture `path` (after
+/// skipping `skip` header lines), repeated.
+fn lines(path: &str, skip: usize, header: &[u8], size: usize) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let text = fixture(path)?;
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
-        .skip(1)
+        .skip(skip)
         .filter(|l| !l.is_empty())
         .collect();
     let mut out = Vec::with_capacity(size + 200);
+    out.extend_from_slice(header);
     for line in lines.iter().cycle() {
         if out.len() >= size {
             break;
@@ -106,5 +114,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(64);
     measure(LogFormat::Cloudtrail, &cloudtrail(mb << 20)?)?;
     measure(LogFormat::Vpcflow, &vpcflow(mb << 20)?)?;
+    measure(LogFormat::Elb, &lines("elb/clo_alb.log", 0, b"", mb << 20)?)?;
+    measure(
+        LogFormat::S3access,
+        &lines("s3access/clo_s3access.log", 0, b"", mb << 20)?,
+    )?;
+    let cf = fixture("cloudfront/awsdocs_standard-log-example.log")?;
+    let cf_header: Vec<u8> = cf
+        .split_inclusive(|b| *b == b'\n')
+        .take(2)
+        .flatten()
+        .copied()
+        .collect();
+    measure(
+        LogFormat::Cloudfront,
+        &lines(
+            "cloudfront/awsdocs_standard-log-example.log",
+            2,
+            &cf_header,
+            mb << 20,
+        )?,
+    )?;
+    measure(LogFormat::Waf, &lines("waf/clo_waf.jsonl", 0, b"", mb << 20)?)?;
+    measure(
+        LogFormat::Route53,
+        &lines(
+            "route53/awsdocs_resolver-query-log-example.jsonl",
+            0,
+            b"",
+            mb << 20,
+        )?,
+    )?;
     Ok(())
 }

@@ -19,5 +19,5 @@ pub mod time;
 
 pub use decode::{DecodeError, Decoded, open_decoded};
 pub use emit::{ParseOptions, ParseStats, RecordSink, RejectReason, Rejection, SinkClosed};
-pub use formats::{ParseError, parse_object, parse_object_at};
+pub use formats::{ParseError, detect_format, parse_object, parse_object_at};
 pub use s3_sentinel_api::LogFormat;

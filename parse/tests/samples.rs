@@ -321,7 +321,19 @@ fn malformed_lines_report_fields() {
 #[test]
 fn any_fixture_prefix_in_any_format_never_panics() {
     let mut files = Vec::new();
-    for dir in ["cloudtrail", "vpcflow", "firewall", "syslog", "cef", "waf"] {
+    for dir in [
+        "cloudtrail",
+        "vpcflow",
+        "firewall",
+        "syslog",
+        "cef",
+        "waf",
+        "elb",
+        "s3access",
+        "cloudfront",
+        "route53",
+        "guardduty",
+    ] {
         files.extend(fixtures(dir));
     }
     for file in files.iter().filter(|f| !f.ends_with(".md")) {
@@ -366,4 +378,60 @@ fn jsonlines_waf_samples() {
             assert_eq!(got, expected, "{name}");
         }
     }
+}
+
+#[test]
+fn aws_access_log_samples() {
+    check(
+        LogFormat::Elb,
+        &[
+            // Truncated Classic line with GBK bytes: decoded lossily, kept; the blank line is skipped.
+            ("awkward_logstash-input-s3_non-utf8-gbk.log", 1, 0, 1, false),
+            ("clo_alb.log", 2, 0, 0, false),
+            ("loki_alb.log", 2, 0, 0, false),
+            ("loki_nlb-tls.log", 2, 0, 0, false),
+            ("otel_alb-conn-trace-id-ipv6.log", 2, 0, 0, false),
+            ("otel_classic-elb.log", 2, 0, 0, false),
+        ],
+    );
+    check(
+        LogFormat::S3access,
+        &[
+            ("awsdocs_logformat-example.log", 5, 0, 0, false),
+            ("clo_s3access.log", 6, 0, 0, false),
+            ("loki_s3access.log", 1, 0, 0, false),
+            ("otel_request-uri-dash.log", 1, 0, 0, false),
+        ],
+    );
+    check(
+        LogFormat::Cloudfront,
+        &[
+            // Skipped: the #Version and #Fields lines.
+            ("awkward_logstash-input-s3_rtmp-spaces-zwsp.log", 2, 0, 2, false),
+            ("awsdocs_standard-log-example.log", 6, 0, 2, false),
+            ("clo_standard-log.log", 2, 0, 2, false),
+            ("loki_standard-log.log", 2, 0, 2, false),
+        ],
+    );
+}
+
+#[test]
+fn aws_json_samples() {
+    check(
+        LogFormat::Route53,
+        &[("awsdocs_resolver-query-log-example.jsonl", 1, 0, 0, false)],
+    );
+    check(
+        LogFormat::Guardduty,
+        &[("awsdocs_securityhub-asff-finding.json", 1, 0, 0, false)],
+    );
+    check(
+        LogFormat::Waf,
+        &[
+            ("awsdocs_logging-examples.jsonl", 6, 0, 0, false),
+            ("clo_waf.jsonl", 2, 0, 0, false),
+            ("loki_waf.jsonl", 1, 0, 0, false),
+            ("otel_waf-ja3-ratebased.jsonl", 2, 0, 0, false),
+        ],
+    );
 }

@@ -61,7 +61,7 @@ pub fn last_peak_buffer_bytes() -> usize {
     PEAK_BUFFER_BYTES.get()
 }
 
-fn structure(detail: impl Into<String>) -> ParseError {
+pub(crate) fn structure(detail: impl Into<String>) -> ParseError {
     ParseError::Structure {
         detail: detail.into(),
     }
@@ -195,8 +195,8 @@ impl Parser<'_, '_> {
 }
 
 /// Byte-level JSON scanner over a [`BufRead`].
-struct Scanner<'i> {
-    input: &'i mut dyn BufRead,
+pub(crate) struct Scanner<'i> {
+    pub(crate) input: &'i mut dyn BufRead,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -224,7 +224,7 @@ impl Scanner<'_> {
     }
 
     /// The next byte that is not JSON whitespace, without consuming it.
-    fn peek_non_ws(&mut self) -> io::Result<Option<u8>> {
+    pub(crate) fn peek_non_ws(&mut self) -> io::Result<Option<u8>> {
         loop {
             let chunk = self.fill()?;
             if chunk.is_empty() {
@@ -244,7 +244,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn bump(&mut self) {
+    pub(crate) fn bump(&mut self) {
         self.input.consume(1);
     }
 
@@ -261,7 +261,7 @@ impl Scanner<'_> {
     /// Consumes one JSON value starting at the next non-whitespace byte, appending at most `cap` of
     /// its bytes to `buf`. Returns its full length. Only the framing is checked here (strings,
     /// nesting); the content is validated by whoever parses `buf`.
-    fn value(&mut self, buf: &mut Vec<u8>, cap: usize) -> Result<u64, ParseError> {
+    pub(crate) fn value(&mut self, buf: &mut Vec<u8>, cap: usize) -> Result<u64, ParseError> {
         let kind = match self.peek_non_ws()? {
             Some(b'{' | b'[') => Kind::Container,
             Some(b'"') => Kind::Str,

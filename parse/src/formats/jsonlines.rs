@@ -73,11 +73,24 @@ pub(crate) fn parse_line(line: &[u8], out: &mut Vec<u8>) -> Outcome {
             ),
         );
     };
-    if times.time_generated.is_some() {
-        return rewrite(line, &time, out);
+    splice(line, &time, times.time_generated.is_some(), out)
+}
+
+/// Writes the JSON object `line` with `TimeGenerated` set to `time` first: spliced in after the `{`
+/// when the object has no `TimeGenerated` (`has_time_generated` false), else re-serialised with the
+/// old value replaced. `line` must already be known to be a JSON object.
+pub(crate) fn splice(
+    line: &[u8],
+    time: &NaiveDateTime,
+    has_time_generated: bool,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    if has_time_generated {
+        return rewrite(line, time, out);
     }
+    let start = line.iter().take_while(|b| b.is_ascii_whitespace()).count();
     out.extend_from_slice(b"{\"TimeGenerated\":");
-    write_json_time(out, &time);
+    write_json_time(out, time);
     let rest = &line[start + 1..];
     if rest.iter().any(|b| !b.is_ascii_whitespace() && *b != b'}') {
         out.push(b',');

@@ -16,15 +16,25 @@ use crate::lines::{Line, LineReader};
 
 mod cef;
 mod cef_columns;
+mod cloudfront;
 mod cloudtrail;
 mod cloudtrail_event;
+mod csv;
+mod detect;
+mod elb;
+mod fields;
 mod firewall;
+mod guardduty;
 mod jsonlines;
+mod route53;
+mod s3access;
 mod syslog;
 mod syslog_header;
 mod vpcflow;
+mod waf;
 
 pub use cloudtrail::last_peak_buffer_bytes;
+pub use detect::detect_format;
 
 /// Why an object could not be parsed as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +111,13 @@ pub fn parse_object_at(
         LogFormat::Firewall => drive_lines(input, opts, sink, firewall::parse_line),
         LogFormat::Syslog => drive_lines(input, opts, sink, |line, out| syslog::parse_line(line, now, out)),
         LogFormat::Cef => drive_lines(input, opts, sink, |line, out| cef::parse_line(line, now, out)),
+        LogFormat::Elb => drive_lines(input, opts, sink, elb::parse_line),
+        LogFormat::S3access => drive_lines(input, opts, sink, s3access::parse_line),
+        LogFormat::Cloudfront => cloudfront::parse(input, opts, sink),
+        LogFormat::Route53 => drive_lines(input, opts, sink, route53::parse_line),
+        LogFormat::Waf => drive_lines(input, opts, sink, waf::parse_line),
+        LogFormat::Guardduty => guardduty::parse(input, opts, sink),
+        LogFormat::Csv => csv::parse(input, opts, sink),
     }
 }
 
