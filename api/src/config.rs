@@ -6,8 +6,9 @@
 //! problem. Secrets never appear here: the file names the environment variable or file that holds them.
 
 use crate::duration::HumanDuration;
-use crate::format::LogFormat;
+use crate::format::FormatChoice;
 use crate::limits::{LOGS_INGESTION_SCOPE, MAX_REQUEST_BYTES_UNCOMPRESSED};
+use crate::stream::{SchemaViolations, StreamColumn};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -162,8 +163,14 @@ pub struct CredentialFiles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParserConfig {
-    /// The log format of every object this worker reads.
-    pub format: LogFormat,
+    /// The log format of the objects: a format name parses every object as that format; `auto` picks
+    /// each object's format from its key, following AWS's standard key layouts (`AWSLogs/<account>/
+    /// CloudTrail/…`, `vpcflowlogs/`, `elasticloadbalancing/`, `WAFLogs/`, `GuardDuty/`,
+    /// `vpcdnsquerylogs/`, CloudFront and S3 access-log file names). With `auto`, an object whose key
+    /// matches no layout is dead-lettered with reason `unknown_format`, never guessed; the `format` label
+    /// of the pipeline metrics is then `auto`, and `s3sentinel_format_detections_total` counts the
+    /// formats detected.
+    pub format: FormatChoice,
     /// Largest record accepted, in bytes, both as read (one line or one JSON record) and as serialised
     /// for Sentinel. Larger records are dead-lettered with reason `oversize`.
     #[serde(default = "default_max_size_bytes")]
@@ -176,6 +183,23 @@ pub struct ParserConfig {
     /// exceeds it is dead-lettered with reason `decompressed_too_large`.
     #[serde(default = "default_max_decompressed_bytes")]
     pub max_decompressed_bytes: u64,
+    /// Field values over 64 KiB, which the Logs Ingestion API would truncate without telling anyone:
+    /// `count` counts them in `s3sentinel_fields_truncated_total` and sends the record unchanged;
+    /// `truncate` also cuts such a string value at a UTF-8 boundary and appends
+    /// `…[truncated by s3-sentinel]`, so the truncation is visible in the data.
+    #[serde(default)]
+    pub oversize_fields: OversizeFields,
+}
+
+/// What to do with record field values longer than the service's 64 KiB field limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizeFields {
+    /// Count them; the service truncates them silently.
+    #[default]
+    Count,
+    /// Count them and truncate string values explicitly, with a marker.
+    Truncate,
 }
 
 /// Compression of S3 objects.
@@ -233,6 +257,16 @@ pub struct SentinelConfig {
     /// Allow a plain-http endpoint (the local emulator). Never set this for a real workspace.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// The DCR's declaration of `stream_name` (its `streamDeclarations.<stream>.columns`: a list of
+    /// `{name, type}` with type `string`, `int`, `long`, `real`, `boolean`, `datetime` or `dynamic`).
+    /// When set, every record is checked against it: fields the DCR would drop (undeclared) and values
+    /// of the wrong type are counted in `s3sentinel_schema_mismatches_total{kind}`. Unset: no check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_columns: Option<Vec<StreamColumn>>,
+    /// What a record that fails the `stream_columns` check becomes: `count` (sent anyway) or
+    /// `dead_letter` (dead-lettered with reason `schema_mismatch` instead of sent).
+    #[serde(default)]
+    pub schema_violations: SchemaViolations,
 }
 
 /// Request body compression for the sink.
@@ -698,6 +732,28 @@ impl WorkerConfig {
         }
 
         let s = &self.sentinel;
+        if let Some(columns) = &s.stream_columns {
+            if columns.is_empty() {
+                bad(
+                    "sentinel.stream_columns",
+                    "must list at least one column (or be left unset to skip the check)".into(),
+                );
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, c) in columns.iter().enumerate() {
+                if c.name.trim().is_empty() {
+                    bad(
+                        &format!("sentinel.stream_columns[{i}].name"),
+                        "must not be empty".into(),
+                    );
+                } else if !seen.insert(c.name.as_str()) {
+                    bad(
+                        &format!("sentinel.stream_columns[{i}].name"),
+                        format!("`{}` is declared twice", c.name),
+                    );
+                }
+            }
+        }
         if s.endpoint.starts_with("http://") {
             if !s.allow_insecure_http {
                 bad(
@@ -982,6 +1038,50 @@ sentinel:
         assert!(err.contains("sentinel.endpoint"), "{err}");
         let ok = text.replace("  auth:", "  allow_insecure_http: true\n  auth:");
         WorkerConfig::from_yaml(&ok).unwrap();
+    }
+
+    #[test]
+    fn parser_format_auto_and_field_options_parse() {
+        let text = MINIMAL.replace("format: cloudtrail", "format: auto\n  oversize_fields: truncate");
+        let c = WorkerConfig::from_yaml(&text).unwrap();
+        assert_eq!(c.parser.format, crate::FormatChoice::Auto);
+        assert_eq!(c.parser.oversize_fields, OversizeFields::Truncate);
+        let c = WorkerConfig::from_yaml(MINIMAL).unwrap();
+        assert_eq!(
+            c.parser.format,
+            crate::FormatChoice::Fixed(crate::LogFormat::Cloudtrail)
+        );
+        assert_eq!(c.parser.oversize_fields, OversizeFields::Count);
+        assert_eq!(c.sentinel.stream_columns, None);
+        assert_eq!(c.sentinel.schema_violations, SchemaViolations::Count);
+    }
+
+    #[test]
+    fn stream_columns_parse_and_are_validated() {
+        let with = |cols: &str| {
+            MINIMAL.replace(
+                "  stream_name: Custom-CloudTrail\n",
+                &format!("  stream_name: Custom-CloudTrail\n  schema_violations: dead_letter\n  stream_columns: {cols}\n"),
+            )
+        };
+        let c = WorkerConfig::from_yaml(&with(
+            "[{name: TimeGenerated, type: datetime}, {name: Count, type: long}]",
+        ))
+        .unwrap();
+        let cols = c.sentinel.stream_columns.unwrap();
+        assert_eq!(cols[1].column_type, crate::ColumnType::Long);
+        assert_eq!(c.sentinel.schema_violations, SchemaViolations::DeadLetter);
+        let err = WorkerConfig::from_yaml(&with("[{name: A, type: string}, {name: A, type: long}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sentinel.stream_columns[1].name: `A` is declared twice"),
+            "{err}"
+        );
+        let err = WorkerConfig::from_yaml(&with("[{name: A, type: text}]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream_columns"), "{err}");
     }
 
     #[test]

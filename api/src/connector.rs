@@ -11,7 +11,7 @@
 //! binary; a test fails when the committed copy differs.
 
 use crate::duration::HumanDuration;
-use crate::format::LogFormat;
+use crate::format::FormatChoice;
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -161,10 +161,12 @@ pub struct AwsSecretRef {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ParserSpec {
-    /// The log format of every object in the source prefixes: `cloudtrail` (CloudTrail log files),
-    /// `vpcflow` (VPC Flow Logs), `jsonlines` (one JSON object per line), `firewall` (pipe-delimited
-    /// firewall lines), `syslog` (RFC 3164 / 5424) or `cef` (ArcSight Common Event Format).
-    pub format: LogFormat,
+    /// The log format of the objects in the source prefixes: a format name (`cloudtrail`, `vpcflow`,
+    /// `jsonlines`, `firewall`, `syslog`, `cef`, `elb`, `s3access`, `cloudfront`, `route53`, `waf`,
+    /// `guardduty`, `csv`) parses every object as that format; `auto` picks each object's format from its
+    /// key (AWS's standard key layouts) and dead-letters objects whose key matches none (reason
+    /// `unknown_format`).
+    pub format: FormatChoice,
     /// Largest record accepted, in bytes; larger records are dead-lettered with reason `oversize`.
     #[serde(default = "default_max_size_bytes")]
     #[schemars(range(min = 1, max = 999_998))]
@@ -560,6 +562,7 @@ fn default_log_level() -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::format::LogFormat;
     use kube::CustomResourceExt;
     use serde_json::{Value, json};
 
@@ -633,7 +636,7 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .len(),
-            LogFormat::ALL.len()
+            LogFormat::ALL.len() + 1
         );
         fn walk(path: &str, v: &Value, missing: &mut Vec<String>) {
             if let Some(props) = v.get("properties").and_then(Value::as_object) {

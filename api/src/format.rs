@@ -97,3 +97,108 @@ impl std::str::FromStr for LogFormat {
             })
     }
 }
+
+/// The `parser.format` setting: one fixed [`LogFormat`] for every object, or `auto` to pick the format
+/// of each object from its key (AWS's standard key layouts, see `s3_sentinel_parse::detect_format`).
+///
+/// Written as a plain string (`auto` or a format name), so every configuration that named a format
+/// before `auto` existed keeps its meaning: an explicit format always wins and is never second-guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FormatChoice {
+    /// Detect the format of each object from its key; objects whose key matches no known layout are
+    /// dead-lettered with reason `unknown_format`.
+    Auto,
+    /// Parse every object as this format.
+    Fixed(LogFormat),
+}
+
+impl FormatChoice {
+    /// The configured name: `auto` or the format's name. A bounded metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FormatChoice::Auto => "auto",
+            FormatChoice::Fixed(f) => f.as_str(),
+        }
+    }
+}
+
+impl From<LogFormat> for FormatChoice {
+    fn from(format: LogFormat) -> Self {
+        FormatChoice::Fixed(format)
+    }
+}
+
+impl std::fmt::Display for FormatChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FormatChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "auto" {
+            return Ok(FormatChoice::Auto);
+        }
+        s.parse::<LogFormat>()
+            .map(FormatChoice::Fixed)
+            .map_err(|e| format!("{e}, or `auto`"))
+    }
+}
+
+impl Serialize for FormatChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FormatChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for FormatChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FormatChoice".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut names = vec!["auto"];
+        names.extend(LogFormat::ALL.iter().map(|f| f.as_str()));
+        schemars::json_schema!({
+            "type": "string",
+            "enum": names,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_choice_round_trips_and_keeps_explicit_names() {
+        let auto: FormatChoice = serde_json::from_str("\"auto\"").unwrap();
+        assert_eq!(auto, FormatChoice::Auto);
+        for f in LogFormat::ALL {
+            let text = serde_json::to_string(&f).unwrap();
+            let choice: FormatChoice = serde_json::from_str(&text).unwrap();
+            assert_eq!(choice, FormatChoice::Fixed(f));
+            assert_eq!(serde_json::to_string(&choice).unwrap(), text);
+        }
+        let err = serde_json::from_str::<FormatChoice>("\"nope\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("or `auto`"), "{err}");
+    }
+
+    #[test]
+    fn format_choice_schema_lists_auto_and_every_format() {
+        let schema = schemars::schema_for!(FormatChoice);
+        let values = schema.as_value()["enum"].as_array().unwrap().len();
+        assert_eq!(values, LogFormat::ALL.len() + 1);
+    }
+}

@@ -11,6 +11,8 @@ pub mod duration;
 pub mod format;
 pub mod limits;
 pub mod reference;
+pub mod stream;
 
 pub use config::{ConfigError, FieldError, WorkerConfig};
-pub use format::LogFormat;
+pub use format::{FormatChoice, LogFormat};
+pub use stream::{ColumnType, SchemaViolations, StreamColumn};

@@ -16,6 +16,7 @@ pub mod crdgen;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod reference;
 
 /// The one field manager every server-side apply of the operator uses.
 pub const FIELD_MANAGER: &str = "s3-sentinel-operator";

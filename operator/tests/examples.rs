@@ -16,8 +16,8 @@ fn docs(file: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn example_connectors_validate_with_the_example_secrets() {
+/// The Secrets of `examples/connector-secrets.yaml`, as the API server stores them.
+fn example_secrets() -> BTreeMap<String, Secret> {
     let mut secrets: BTreeMap<String, Secret> = BTreeMap::new();
     for doc in docs("connector-secrets.yaml") {
         let mut s: Secret = serde_json::from_value(doc).unwrap();
@@ -29,6 +29,12 @@ fn example_connectors_validate_with_the_example_secrets() {
         }
         secrets.insert(s.metadata.name.clone().unwrap(), s);
     }
+    secrets
+}
+
+#[test]
+fn example_connectors_validate_with_the_example_secrets() {
+    let secrets = example_secrets();
     for file in ["connector.yaml", "connector-workload-identity.yaml"] {
         for doc in docs(file) {
             let mut c: S3SentinelConnector = serde_json::from_value(doc).unwrap();
@@ -44,4 +50,31 @@ fn example_connectors_validate_with_the_example_secrets() {
             assert_eq!(desired.deployment.metadata.namespace.as_deref(), Some("logs"));
         }
     }
+}
+
+#[test]
+fn the_quickstart_connector_validates_and_uses_irsa() {
+    let text = std::fs::read_to_string(workspace_root().join("docs/quickstart.md")).unwrap();
+    let blocks: Vec<&str> = text
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("kind: S3SentinelConnector"))
+        .collect();
+    assert_eq!(blocks.len(), 1, "docs/quickstart.md should show one connector");
+    let mut c: S3SentinelConnector = serde_yaml::from_str(blocks[0]).unwrap();
+    c.metadata.uid = Some("uid".into());
+    let v = validate(&c, &example_secrets(), &fixtures::defaults())
+        .unwrap_or_else(|e| panic!("quickstart: {e:?}"));
+    let desired = build(&v);
+    // The IRSA trust policy in the quickstart trusts system:serviceaccount:logs:cloudtrail.
+    assert_eq!(
+        desired.service_account.metadata.name.as_deref(),
+        Some("cloudtrail")
+    );
+    assert_eq!(
+        desired.service_account.metadata.namespace.as_deref(),
+        Some("logs")
+    );
+    assert!(text.contains("system:serviceaccount:logs:cloudtrail"));
 }

@@ -45,6 +45,9 @@ pub enum RejectReason {
     BadTimestamp,
     /// The line is not valid UTF-8 where the format needs text.
     InvalidUtf8,
+    /// The record does not match the DCR stream declaration (`sentinel.stream_columns`) and
+    /// `sentinel.schema_violations` is `dead_letter`. Raised by the worker, not by a parser.
+    SchemaMismatch,
 }
 
 impl RejectReason {
@@ -55,6 +58,7 @@ impl RejectReason {
             RejectReason::Malformed => "malformed",
             RejectReason::BadTimestamp => "bad_timestamp",
             RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::SchemaMismatch => "schema_mismatch",
         }
     }
 }

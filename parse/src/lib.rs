@@ -15,9 +15,13 @@ pub mod emit;
 pub mod formats;
 pub mod json;
 pub mod lines;
+pub mod oversize;
+pub mod schema;
 pub mod time;
 
 pub use decode::{DecodeError, Decoded, open_decoded};
 pub use emit::{ParseOptions, ParseStats, RecordSink, RejectReason, Rejection, SinkClosed};
 pub use formats::{ParseError, detect_format, parse_object, parse_object_at};
+pub use oversize::{OversizeReport, TRUNCATION_MARKER, check_oversize_fields};
 pub use s3_sentinel_api::LogFormat;
+pub use schema::{Mismatch, MismatchKind, SchemaChecker};

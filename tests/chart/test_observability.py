@@ -324,11 +324,16 @@ CRD_FIELD_IN_TEXT = re.compile(r"(?<![\w.])spec\.([a-zA-Z]+(?:\.[a-zA-Z]+)*)")
 SELECTOR_IN_TEXT = re.compile(r"(?:-l|--selector)[ =]([\w./-]+)=")
 
 
+# Operator-facing docs outside docs/runbooks whose commands must also match the product.
+CHECKED_DOCS = [ROOT / "docs" / "quickstart.md", ROOT / "docs" / "preflight.md"]
+
+
 def runbooks() -> list[pathlib.Path]:
     found = sorted(RUNBOOKS.glob("*.md"))
     names = {p.name for p in found}
     assert {"performance-troubleshooting.md", "breaker-open.md", "throttling.md", "dead-letters.md", "scaling.md"} <= names
-    return found
+    assert all(p.is_file() for p in CHECKED_DOCS), CHECKED_DOCS
+    return found + CHECKED_DOCS
 
 
 def config_keys() -> set[str]:

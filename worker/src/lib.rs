@@ -6,11 +6,13 @@
 
 pub mod admin;
 pub mod batch;
+pub mod check_schema;
 pub mod checkpoint;
 pub mod dead_letter;
 pub mod demo;
 pub mod local_s3;
 pub mod pipeline;
+pub mod preflight;
 pub mod resilience;
 pub mod s3;
 pub mod sink;

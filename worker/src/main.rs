@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use s3_sentinel_api::WorkerConfig;
 use s3_sentinel_worker::pipeline::{RunOptions, Worker};
+use s3_sentinel_worker::preflight::{self, GateOutcome};
 use s3_sentinel_worker::telemetry::Metrics;
 use s3_sentinel_worker::{admin, demo, telemetry};
 use std::path::PathBuf;
@@ -42,6 +43,15 @@ enum Command {
     /// Run the whole pipeline locally on bundled real log samples: an in-process S3 server and the Logs
     /// Ingestion emulator, no cloud account needed.
     Demo(demo::DemoArgs),
+    /// Check a local sample object against a DCR stream declaration and print per-column mismatches.
+    CheckSchema(s3_sentinel_worker::check_schema::CheckSchemaArgs),
+    /// Check what can be checked before data flows (config, S3 listing, Entra token, DCR stream) and
+    /// print one line per check; exit code 1 when any failed.
+    Preflight {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "S3_SENTINEL_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +85,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run(cfg, once).await
         }
         Command::Demo(args) => demo::run(args).await,
+        Command::CheckSchema(args) => s3_sentinel_worker::check_schema::run(args),
+        Command::Preflight { config } => Ok(preflight::command(&config).await),
     }
 }
 
@@ -121,6 +133,12 @@ async fn run(cfg: WorkerConfig, once: bool) -> anyhow::Result<ExitCode> {
         });
     }
 
+    // Preflight: with --once the first failure ends the run; otherwise wait for the checks to pass.
+    match preflight::gate(&cfg, &metrics, &health, &stop, !once).await {
+        GateOutcome::Passed => {}
+        GateOutcome::Stopped => return Ok(ExitCode::SUCCESS),
+        GateOutcome::Failed => anyhow::bail!("preflight failed: see the preflight check lines above"),
+    }
     let worker = Worker::build(cfg, metrics, Some(ready_tx)).await?;
     let summary = worker.run(RunOptions { once }, stop).await?;
     let usage = telemetry::process::current().unwrap_or_default();

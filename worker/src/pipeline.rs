@@ -22,6 +22,7 @@
 mod dead_letters;
 mod deliver;
 mod object;
+mod record_checks;
 
 pub use object::ObjectError;
 
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) abort: CancellationToken,
     /// Object readers running now (lets the batcher send a partial batch as soon as all are idle).
     pub(crate) active_readers: Arc<AtomicUsize>,
+    /// Field-limit and DCR schema checks applied to every record.
+    pub(crate) checks: record_checks::RecordChecks,
 }
 
 /// How a run should behave.
@@ -188,6 +191,7 @@ impl Worker {
             s3,
             limiter,
             tracker: Tracker::new(metrics.clone(), format),
+            checks: record_checks::RecordChecks::new(&config, metrics.clone()),
             metrics,
             delivery,
             dead_letter_sink,

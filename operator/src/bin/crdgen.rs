@@ -1,8 +1,9 @@
-//! `crdgen`: writes the generated CRD YAML into `crds/` and the chart, or with `--dump-objects FILE`
+//! `crdgen`: writes the generated CRD YAML into `crds/` and the chart and the connector reference into
+//! `docs/connector-reference.md`, or with `--dump-objects FILE`
 //! writes every object the operator builds for the fixtures (for schema validation).
 
 use anyhow::Context;
-use s3_sentinel_operator::crdgen;
+use s3_sentinel_operator::{crdgen, reference};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +20,10 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("failed to write {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
+            let path = crdgen::workspace_root().join(reference::REFERENCE_PATH);
+            std::fs::write(&path, reference::connector_reference())
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            println!("wrote {}", path.display());
         }
         [flag, file] if flag == "--dump-objects" => {
             std::fs::write(file, crdgen::dump_objects()?)

@@ -45,7 +45,7 @@ pub fn connector() -> S3SentinelConnector {
                 },
             },
             parser: ParserSpec {
-                format: LogFormat::Cloudtrail,
+                format: LogFormat::Cloudtrail.into(),
                 max_size_bytes: 512 * 1024,
             },
             sentinel: SentinelSpec {

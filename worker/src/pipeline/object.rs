@@ -6,14 +6,17 @@
 
 use super::Shared;
 use super::dead_letters::DeadLetterJob;
+use super::record_checks::{Scratch, Verdict};
 use crate::batch::ObjectId;
 use crate::batch::batcher::RecordChunk;
 use crate::dead_letter::DeadLetterEntry;
 use crate::s3::{S3Failure, classify, describe};
 use crate::source::{ObjectRef, WorkItem};
 use crate::tracker::ReadEnd;
+use s3_sentinel_api::FormatChoice;
 use s3_sentinel_parse::{
-    ParseError, ParseOptions, RecordSink, Rejection, SinkClosed, open_decoded, parse_object,
+    LogFormat, ParseError, ParseOptions, RecordSink, RejectReason, Rejection, SinkClosed, detect_format,
+    open_decoded, parse_object,
 };
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,6 +54,17 @@ pub enum ObjectError {
         /// The parser's error.
         source: ParseError,
     },
+    /// `parser.format` is `auto` and the key matches none of the known layouts: the object is
+    /// dead-lettered (reason `unknown_format`) rather than parsed as a guess.
+    #[error(
+        "failed to detect the log format of s3://{bucket}/{key} from its key; set parser.format explicitly for this prefix"
+    )]
+    UnknownFormat {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
     /// The blocking parse task panicked or was cancelled.
     #[error("parse task for s3://{bucket}/{key} ended abnormally: {detail}")]
     Task {
@@ -73,6 +87,7 @@ impl ObjectError {
             } => "not_found",
             ObjectError::Download { .. } => "download",
             ObjectError::Parse { source, .. } => source.category(),
+            ObjectError::UnknownFormat { .. } => "unknown_format",
             ObjectError::Task { .. } => "task",
         }
     }
@@ -82,6 +97,7 @@ impl ObjectError {
         match self {
             ObjectError::Download { kind, .. } => *kind == S3Failure::NotFound,
             ObjectError::Parse { source, .. } => source.is_permanent(),
+            ObjectError::UnknownFormat { .. } => true,
             ObjectError::Task { .. } => false,
         }
     }
@@ -190,6 +206,8 @@ async fn read_once(
     outlets: &Outlets,
     emitted: &mut u64,
 ) -> Result<s3_sentinel_parse::ParseStats, ObjectError> {
+    // Resolved before the download: an object of unknown format costs no GetObject.
+    let format = resolve_format(shared, object)?;
     shared.limiter.acquire().await;
     let started = Instant::now();
     let resp = shared
@@ -248,7 +266,7 @@ async fn read_once(
     let joined = tokio::task::spawn_blocking(move || {
         let shared = shared_for_parse;
         let cfg = &shared.config.parser;
-        let mut sink = ChunkSink::new(id, &shared, &outlets, possible_duplicate);
+        let mut sink = ChunkSink::new(id, &shared, &outlets, possible_duplicate, format);
         let result = (|| {
             let mut decoded =
                 open_decoded(reader, cfg.compression, cfg.max_decompressed_bytes).map_err(decode_error)?;
@@ -256,7 +274,7 @@ async fn read_once(
                 max_record_bytes: cfg.max_size_bytes as usize,
                 object_key: key,
             };
-            let stats = parse_object(cfg.format, &mut decoded, &opts, &mut sink);
+            let stats = parse_object(format, &mut decoded, &opts, &mut sink);
             shared
                 .metrics
                 .bytes_processed
@@ -287,6 +305,26 @@ async fn read_once(
     }
 }
 
+/// The format to parse `object` in: the configured one, or with `auto` the one its key implies.
+/// Detections are counted per attempt, by detected format name or `unknown`.
+fn resolve_format(shared: &Shared, object: &ObjectRef) -> Result<LogFormat, ObjectError> {
+    match shared.config.parser.format {
+        FormatChoice::Fixed(format) => Ok(format),
+        FormatChoice::Auto => {
+            let detected = detect_format(&object.key);
+            shared
+                .metrics
+                .format_detections
+                .with_label_values(&[detected.map_or("unknown", LogFormat::as_str)])
+                .inc();
+            detected.ok_or_else(|| ObjectError::UnknownFormat {
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+            })
+        }
+    }
+}
+
 /// An error and all its causes, for dead-letter details and logs.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -312,10 +350,13 @@ fn decode_error(err: s3_sentinel_parse::DecodeError) -> ParseError {
     }
 }
 
-/// The parser's [`RecordSink`]: packs records into chunks for the batcher and rejections into
-/// dead-letter jobs, registering each with the tracker before handing it on.
+/// The parser's [`RecordSink`]: runs the per-record checks, packs records into chunks for the
+/// batcher and rejections into dead-letter jobs, registering each with the tracker before handing it on.
 struct ChunkSink<'a> {
     id: ObjectId,
+    /// The object's format (detected or configured): the `format` of its dead-letter entries.
+    format: LogFormat,
+    scratch: Scratch,
     shared: &'a Shared,
     outlets: &'a Outlets,
     chunk: RecordChunk,
@@ -330,6 +371,7 @@ impl<'a> ChunkSink<'a> {
         shared: &'a Shared,
         outlets: &'a Outlets,
         possible_duplicate: bool,
+        format: LogFormat,
     ) -> ChunkSink<'a> {
         let object = shared.tracker.object(id).unwrap_or_else(|| ObjectRef {
             bucket: String::new(),
@@ -341,6 +383,8 @@ impl<'a> ChunkSink<'a> {
         });
         ChunkSink {
             id,
+            format,
+            scratch: Scratch::default(),
             shared,
             outlets,
             chunk: RecordChunk::new(id, CHUNK_BYTES + 4096),
@@ -383,7 +427,19 @@ impl RecordSink for ChunkSink<'_> {
         if self.shared.abort.is_cancelled() {
             return Err(SinkClosed);
         }
-        self.chunk.push(json, position);
+        match self.shared.checks.inspect(json, &mut self.scratch) {
+            Verdict::Send => self.chunk.push(json, position),
+            Verdict::SendRewritten => self.chunk.push(&self.scratch.record, position),
+            Verdict::DeadLetter(detail) => {
+                return self.reject(Rejection {
+                    position,
+                    reason: RejectReason::SchemaMismatch,
+                    detail,
+                    raw: json,
+                    raw_truncated: false,
+                });
+            }
+        }
         if self.chunk.buf.len() >= CHUNK_BYTES {
             self.flush()?;
         }
@@ -413,7 +469,7 @@ impl RecordSink for ChunkSink<'_> {
             raw_truncated: rejection.raw_truncated,
             status: None,
             service_code: None,
-            format: self.shared.format,
+            format: self.format.as_str(),
         };
         self.shared.tracker.add_pending(self.id, 1);
         if self

@@ -528,6 +528,8 @@ mod tests {
                 scope: "s".into(),
             },
             allow_insecure_http: true,
+            stream_columns: None,
+            schema_violations: Default::default(),
         }
     }
 

@@ -98,6 +98,18 @@ pub struct Metrics {
     pub records_redelivered: IntCounter,
     /// Uncompressed (decoded) bytes read from objects, by `format`.
     pub bytes_processed: IntCounterVec,
+    /// With `parser.format: auto`, objects whose format was detected from the key, by detected `format`
+    /// (a format name, or `unknown` for objects dead-lettered with reason `unknown_format`).
+    pub format_detections: IntCounterVec,
+    /// Record field values over the Logs Ingestion API's 64 KiB field limit, by `action`: `counted`
+    /// (sent as they are; the service truncates them) or `truncated` (cut by the worker, with a marker).
+    pub fields_truncated: IntCounterVec,
+    /// Record fields that do not match `sentinel.stream_columns`, by `kind`: `undeclared` (the DCR drops
+    /// the field) or `type` (the value does not fit the declared type).
+    pub schema_mismatches: IntCounterVec,
+    /// Records checked against `sentinel.stream_columns` with at least one mismatch, by `action`
+    /// (`sent` or `dead_lettered`, per `sentinel.schema_violations`).
+    pub schema_mismatched_records: IntCounterVec,
 
     /// Objects finished, by `outcome` (`complete`, `skipped`, `dead_lettered`).
     pub objects_processed: IntCounterVec,
@@ -117,6 +129,9 @@ pub struct Metrics {
     pub dead_letter_writes: IntCounterVec,
     /// Pipeline stage queue depth, by `stage` (`objects`, `records`, `batches`).
     pub queue_depth: IntGaugeVec,
+    /// Preflight check result by `check` (`config`, `s3_list`, `entra_token`, `dcr_stream`): 1 passed,
+    /// 0 failed or not run. Set at start-up and on every retry until all pass.
+    pub preflight_check: IntGaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -211,6 +226,26 @@ impl Metrics {
                 "Records re-read from objects an interrupted run had started (possible duplicates)",
             )?,
             bytes_processed: reg.counter_vec("s3sentinel_processed_bytes_total", "Decoded bytes read from S3 objects", &["format"])?,
+            format_detections: reg.counter_vec(
+                "s3sentinel_format_detections_total",
+                "Objects whose format parser.format auto detected from the key, by detected format (unknown: dead-lettered as unknown_format)",
+                &["format"],
+            )?,
+            fields_truncated: reg.counter_vec(
+                "s3sentinel_fields_truncated_total",
+                "Record field values over the 64 KiB Logs Ingestion field limit, by action (counted: the service truncates them; truncated: cut by the worker with a marker)",
+                &["action"],
+            )?,
+            schema_mismatches: reg.counter_vec(
+                "s3sentinel_schema_mismatches_total",
+                "Record fields not matching sentinel.stream_columns, by kind (undeclared: the DCR drops the field; type: the value does not fit the declared type)",
+                &["kind"],
+            )?,
+            schema_mismatched_records: reg.counter_vec(
+                "s3sentinel_schema_mismatched_records_total",
+                "Records with at least one sentinel.stream_columns mismatch, by action (sent or dead_lettered)",
+                &["action"],
+            )?,
             objects_processed: reg.counter_vec("s3sentinel_objects_processed_total", "Objects finished, by outcome", &["outcome"])?,
             objects_failed: reg.counter_vec("s3sentinel_objects_failed_total", "Object attempts that failed, by reason", &["reason"])?,
             objects_in_progress: reg.gauge("s3sentinel_objects_in_progress", "Objects being processed")?,
@@ -222,6 +257,11 @@ impl Metrics {
             )?,
             dead_letter_writes: reg.counter_vec("s3sentinel_dead_letter_writes_total", "Dead-letter sink writes by outcome", &["outcome"])?,
             queue_depth: reg.gauge_vec("s3sentinel_queue_depth", "Items waiting between pipeline stages", &["stage"])?,
+            preflight_check: reg.gauge_vec(
+                "s3sentinel_preflight_check",
+                "Preflight check result by check: 1 passed, 0 failed or not run",
+                &["check"],
+            )?,
             catalog: Vec::new(),
         };
         Ok(Metrics {
