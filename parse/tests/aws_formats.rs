@@ -90,7 +90,7 @@ fn elb_connection_log_escapes_and_extra_fields() {
     assert_eq!(a["AdditionalFields"], "new field extra");
     assert!(a.get("TargetIp").is_none());
     // Missing trailing fields: still a record.
-    assert_eq!(sink.records[2].1["Type"], "h2");
+    assert_eq!(sink.records[2].1["RequestType"], "h2");
     let reasons: Vec<_> = sink.rejections.iter().map(|r| r.1).collect();
     assert_eq!(
         reasons,

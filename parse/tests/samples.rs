@@ -139,7 +139,8 @@ fn vpcflow_columns() {
     let r = &sink.records[0].1;
     assert!(r["Protocol"].is_u64() && r["Bytes"].is_u64() && r["SrcPort"].is_u64() && r["Version"].is_u64());
     assert!(r["SrcAddr"].is_string() && r["Action"].is_string() && r["LogStatus"].is_string());
-    assert_eq!(r["TimeGenerated"], r["Start"]);
+    // `start` is `TimeGenerated`: the table has no `Start` column.
+    assert!(r.get("Start").is_none() && r["End"].is_string());
     let (_, sink) = run(
         LogFormat::Vpcflow,
         &fixture("vpcflow/awsdocs_v5-custom-service-traffic-path.log"),
@@ -150,7 +151,9 @@ fn vpcflow_columns() {
         LogFormat::Vpcflow,
         &fixture("vpcflow/otel_v6-transit-gateway-flow-log.log"),
     );
-    assert!(sink.records[0].1["TgwId"].is_string(), "{}", sink.records[0].1);
+    // Transit gateway fields have no `AWSVPCFlow` column: they are not sent.
+    let r = &sink.records[0].1;
+    assert!(r.get("TgwId").is_none() && r["SrcAddr"].is_string(), "{r}");
 }
 
 #[test]
@@ -194,9 +197,8 @@ fn syslog_columns() {
     assert_eq!(r["HostName"], "testbox");
     assert_eq!(r["ProcessName"], "mdonnelly");
     assert_eq!(r["ProcessID"], 42);
-    assert_eq!(r["MsgId"], "1396134");
-    let sd: serde_json::Value = serde_json::from_str(r["StructuredData"].as_str().unwrap()).unwrap();
-    assert_eq!(sd["timeQuality"]["syncAccuracy"], "93066");
+    // No `Syslog` column for MSGID or STRUCTURED-DATA.
+    assert!(r.get("MsgId").is_none() && r.get("StructuredData").is_none());
     assert_eq!(r["SyslogMessage"], "foo=bar this=that base=ball gizmo=sprocket");
     let r = &sink.records[1].1;
     assert_eq!(r["TimeGenerated"], "2023-07-11T10:34:35Z");
@@ -222,9 +224,7 @@ fn syslog_5424_escapes_in_structured_data() {
     assert_eq!(r["Facility"], "local4");
     assert_eq!(r["SeverityLevel"], "notice");
     assert!(r.get("ProcessID").is_none());
-    let sd: serde_json::Value = serde_json::from_str(r["StructuredData"].as_str().unwrap()).unwrap();
-    assert_eq!(sd["exampleSDID@32473"]["eventSource"], "Appl\"ic]ation");
-    assert_eq!(sd["examplePriority@32473"]["class"], "high");
+    // The escaped `\]` does not end the structured data early: the message starts after it.
     assert_eq!(r["SyslogMessage"], "An application event");
     let (_, sink) = run(
         LogFormat::Syslog,

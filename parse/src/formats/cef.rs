@@ -70,12 +70,26 @@ pub(crate) fn parse_line(line: &[u8], now: DateTime<Utc>, out: &mut Vec<u8>) -> 
         }
         match lookup(key) {
             Some((index, column, kind)) if seen & (1u128 << index) == 0 => match kind {
-                Kind::Int => match value.trim().parse::<i64>() {
+                Kind::Int => match value.trim().parse::<i32>() {
+                    Ok(n) => {
+                        seen |= 1u128 << index;
+                        w.num_field(column, i64::from(n));
+                    }
+                    Err(_) => push_additional(&mut additional, key, value),
+                },
+                Kind::Long => match value.trim().parse::<i64>() {
                     Ok(n) => {
                         seen |= 1u128 << index;
                         w.num_field(column, n);
                     }
                     Err(_) => push_additional(&mut additional, key, value),
+                },
+                Kind::Time => match cef_time(value, now) {
+                    Some(t) => {
+                        seen |= 1u128 << index;
+                        crate::time::write_json_time(w.value_writer(column), &t);
+                    }
+                    None => push_additional(&mut additional, key, value),
                 },
                 Kind::Str => {
                     seen |= 1u128 << index;

@@ -1,15 +1,22 @@
 //! CEF extension keys and the `CommonSecurityLog` columns they map to.
 //!
 //! Consumes a CEF extension key and produces its `CommonSecurityLog` column name and value kind;
-//! keys not listed here go to `AdditionalExtensions`.
+//! keys not listed here go to `AdditionalExtensions`. Every column and kind here matches the
+//! published table (`parse/tables/CommonSecurityLog.json`; the `tables` test checks records against
+//! it): `int` columns take 32-bit integers, `long` columns 64-bit, `datetime` columns a date-time.
+//! `dvcpid` has no column in the table and goes to `AdditionalExtensions`.
 
 /// How a mapped value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A string column.
     Str,
-    /// An integer column: a value that is not an integer goes to `AdditionalExtensions` instead.
+    /// An `int` column: a value that is not a 32-bit integer goes to `AdditionalExtensions` instead.
     Int,
+    /// A `long` column: a value that is not a 64-bit integer goes to `AdditionalExtensions` instead.
+    Long,
+    /// A `datetime` column: a value that is not a CEF time goes to `AdditionalExtensions` instead.
+    Time,
 }
 
 /// (CEF key, `CommonSecurityLog` column, kind).
@@ -65,17 +72,16 @@ pub(crate) const COLUMNS: &[(&str, &str, Kind)] = &[
     ("dvc", "DeviceAddress", Kind::Str),
     ("dvchost", "DeviceName", Kind::Str),
     ("dvcmac", "DeviceMacAddress", Kind::Str),
-    ("dvcpid", "DeviceProcessId", Kind::Int),
-    ("end", "EndTime", Kind::Str),
+    ("end", "EndTime", Kind::Time),
     ("externalId", "ExternalID", Kind::Int),
     ("fileHash", "FileHash", Kind::Str),
     ("filePath", "FilePath", Kind::Str),
     ("fname", "FileName", Kind::Str),
     ("fsize", "FileSize", Kind::Int),
-    ("in", "ReceivedBytes", Kind::Int),
+    ("in", "ReceivedBytes", Kind::Long),
     ("msg", "Message", Kind::Str),
     ("oldFileName", "OldFileName", Kind::Str),
-    ("out", "SentBytes", Kind::Int),
+    ("out", "SentBytes", Kind::Long),
     ("outcome", "EventOutcome", Kind::Str),
     ("proto", "Protocol", Kind::Str),
     ("reason", "Reason", Kind::Str),
@@ -95,7 +101,7 @@ pub(crate) const COLUMNS: &[(&str, &str, Kind)] = &[
     ("sproc", "SourceProcessName", Kind::Str),
     ("spt", "SourcePort", Kind::Int),
     ("src", "SourceIP", Kind::Str),
-    ("start", "StartTime", Kind::Str),
+    ("start", "StartTime", Kind::Time),
     ("suid", "SourceUserID", Kind::Str),
     ("suser", "SourceUserName", Kind::Str),
 ];

@@ -1,7 +1,10 @@
 //! One CloudTrail event to one `AWSCloudTrail` record.
 //!
 //! Consumes the JSON text of one element of `Records` and produces the record's JSON object with the
-//! column names of Sentinel's `AWSCloudTrail` table (`TimeGenerated` from `eventTime`). Strings are
+//! column names of Sentinel's `AWSCloudTrail` table (`TimeGenerated` from `eventTime`), as published
+//! in the table reference and copied to `parse/tables/AWSCloudTrail.json` (the `tables` test checks
+//! every record against it): `requestID` as `AwsRequestId_` (the reference deprecates `AwsRequestId`),
+//! `eventCategory` as `Category`, `tlsDetails` as `TlsVersion`/`CipherSuite`/`ClientProvidedHostHeader`. Strings are
 //! borrowed from the input where they have no escapes; nested values (`requestParameters`,
 //! `responseElements`, `additionalEventData`, `resources`, `serviceEventDetails`) are kept as raw
 //! JSON and written as minified JSON text. Absent or `null` fields are omitted. When `eventTime` is
@@ -197,7 +200,10 @@ pub(crate) fn write_event(element: &[u8], out: &mut Vec<u8>) -> Result<(), Event
                 if let Some(mfa) = flag(attrs.mfa_authenticated) {
                     w.bool_field("SessionMfaAuthenticated", mfa);
                 }
-                w.opt_str_field("SessionCreationDate", attrs.creation_date.as_deref());
+                // A `datetime` column: written normalised, omitted when it is not a date-time.
+                if let Some(created) = attrs.creation_date.as_deref().and_then(parse_rfc3339) {
+                    write_json_time(w.value_writer("SessionCreationDate"), &created);
+                }
             }
             if let Some(issuer) = &ctx.session_issuer {
                 w.opt_str_field("SessionIssuerType", issuer.kind.as_deref());
@@ -221,7 +227,8 @@ pub(crate) fn write_event(element: &[u8], out: &mut Vec<u8>) -> Result<(), Event
     json_text(&mut w, "Resources", event.resources);
     json_text(&mut w, "ServiceEventDetails", event.service_event_details);
     w.opt_str_field("AwsEventId", event.event_id.as_deref());
-    w.opt_str_field("AwsRequestId", event.request_id.as_deref());
+    // `AwsRequestId` is documented as deprecated in favour of `AwsRequestId_`.
+    w.opt_str_field("AwsRequestId_", event.request_id.as_deref());
     w.opt_str_field("EventTypeName", event.event_type.as_deref());
     w.opt_str_field("APIVersion", event.api_version.as_deref());
     if let Some(read_only) = flag(event.read_only) {
@@ -233,7 +240,8 @@ pub(crate) fn write_event(element: &[u8], out: &mut Vec<u8>) -> Result<(), Event
     w.opt_str_field("RecipientAccountId", event.recipient_account_id.as_deref());
     w.opt_str_field("SharedEventId", event.shared_event_id.as_deref());
     w.opt_str_field("VpcEndpointId", event.vpc_endpoint_id.as_deref());
-    w.opt_str_field("EventCategory", event.event_category.as_deref());
+    // `eventCategory` is the table's `Category` (the category used in LookupEvents calls).
+    w.opt_str_field("Category", event.event_category.as_deref());
     if let Some(tls) = &event.tls_details {
         w.opt_str_field("TlsVersion", tls.tls_version.as_deref());
         w.opt_str_field("CipherSuite", tls.cipher_suite.as_deref());

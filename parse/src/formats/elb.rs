@@ -3,7 +3,8 @@
 //!
 //! Consumes space-separated lines with quoted fields and produces one record per line with
 //! `TimeGenerated` from the line's own time, `ElbLogType` (`alb`, `nlb`, `clb` or `alb_connection`),
-//! and one PascalCase column per AWS field name (`client:port` → `ClientIp` + `ClientPort`,
+//! and one PascalCase column per AWS field name (`type` → `RequestType`, since every Log Analytics
+//! table has a standard `Type` column; `client:port` → `ClientIp` + `ClientPort`,
 //! `request` also split into `RequestMethod`/`RequestUrl`/`RequestProtocol`). Status codes, byte
 //! counts and ports are integers, processing times decimals (`-1` kept: it is AWS's "could not
 //! dispatch" marker), `-` fields omitted.
@@ -25,7 +26,7 @@ const CLIENT: Kind = Kind::AddrPort("ClientIp", "ClientPort");
 
 /// ALB access log fields, in order (through `conn_trace_id`, added 2024).
 const ALB: &[Spec] = &[
-    ("type", "Type", Kind::Str),
+    ("type", "RequestType", Kind::Str),
     ("time", "Time", Kind::EventTime),
     ("elb", "Elb", Kind::Str),
     ("client:port", "Client", CLIENT),
@@ -59,7 +60,7 @@ const ALB: &[Spec] = &[
 
 /// NLB (TLS listener) access log fields, in order.
 const NLB: &[Spec] = &[
-    ("type", "Type", Kind::Str),
+    ("type", "RequestType", Kind::Str),
     ("version", "Version", Kind::Str),
     ("time", "Time", Kind::EventTime),
     ("elb", "Elb", Kind::Str),
