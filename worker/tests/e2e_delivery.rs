@@ -5,27 +5,9 @@
 mod common;
 
 use common::*;
-use s3_sentinel_api::WorkerConfig;
 use s3_sentinel_emulator::{Fault, FaultPlan};
 use s3_sentinel_parse::LogFormat;
-use s3_sentinel_worker::pipeline::{RunOptions, RunSummary, Worker};
-use s3_sentinel_worker::telemetry::Metrics;
 use std::collections::BTreeMap;
-use tokio_util::sync::CancellationToken;
-
-async fn run_once(yaml: &str) -> (RunSummary, Metrics) {
-    let config = WorkerConfig::from_yaml(yaml).unwrap();
-    let metrics = Metrics::new().unwrap();
-    let worker = Worker::build(config, metrics.clone(), None).await.unwrap();
-    let summary = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        worker.run(RunOptions { once: true }, CancellationToken::new()),
-    )
-    .await
-    .expect("run did not finish in time")
-    .unwrap();
-    (summary, metrics)
-}
 
 struct Case {
     format: LogFormat,

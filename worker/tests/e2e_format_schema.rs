@@ -5,27 +5,9 @@
 mod common;
 
 use common::*;
-use s3_sentinel_api::WorkerConfig;
 use s3_sentinel_api::limits::MAX_FIELD_BYTES;
 use s3_sentinel_emulator::FaultPlan;
 use s3_sentinel_parse::{LogFormat, TRUNCATION_MARKER};
-use s3_sentinel_worker::pipeline::{RunOptions, RunSummary, Worker};
-use s3_sentinel_worker::telemetry::Metrics;
-use tokio_util::sync::CancellationToken;
-
-async fn run_once(yaml: &str) -> (RunSummary, Metrics) {
-    let config = WorkerConfig::from_yaml(yaml).unwrap();
-    let metrics = Metrics::new().unwrap();
-    let worker = Worker::build(config, metrics.clone(), None).await.unwrap();
-    let summary = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        worker.run(RunOptions { once: true }, CancellationToken::new()),
-    )
-    .await
-    .expect("run did not finish in time")
-    .unwrap();
-    (summary, metrics)
-}
 
 /// CloudTrail and VPC flow objects under their AWS key layouts are each parsed in their own format;
 /// an object whose key matches no layout is dead-lettered as `unknown_format`, not guessed.

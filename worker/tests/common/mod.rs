@@ -5,12 +5,16 @@
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use s3_sentinel_api::WorkerConfig;
 use s3_sentinel_emulator::{EmulatorConfig, FaultPlan, RunningEmulator};
 use s3_sentinel_parse::{LogFormat, ParseOptions, RecordSink, Rejection, SinkClosed, parse_object};
 use s3_sentinel_worker::local_s3::LocalS3;
+use s3_sentinel_worker::pipeline::{RunOptions, RunSummary, Worker};
+use s3_sentinel_worker::telemetry::Metrics;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
 
 pub const BUCKET: &str = "e2e-logs";
 pub const DCR: &str = "dcr-0123456789abcdef0123456789abcdef";
@@ -204,4 +208,19 @@ pub fn multiset(records: &[String]) -> BTreeMap<String, u64> {
         *out.entry(r.clone()).or_insert(0) += 1;
     }
     out
+}
+
+/// Builds a worker from `yaml` and runs it once over the bucket's current content.
+pub async fn run_once(yaml: &str) -> (RunSummary, Metrics) {
+    let config = WorkerConfig::from_yaml(yaml).unwrap();
+    let metrics = Metrics::new().unwrap();
+    let worker = Worker::build(config, metrics.clone(), None).await.unwrap();
+    let summary = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        worker.run(RunOptions { once: true }, CancellationToken::new()),
+    )
+    .await
+    .expect("run did not finish in time")
+    .unwrap();
+    (summary, metrics)
 }
