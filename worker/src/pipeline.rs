@@ -65,6 +65,9 @@ pub enum PipelineError {
     /// The dead-letter sink could not be set up.
     #[error("failed to set up the dead-letter sink: {0}")]
     DeadLetter(String),
+    /// A pipeline task panicked or was cancelled.
+    #[error("failed to run the pipeline: {0}")]
+    Task(String),
     /// The source stopped with an error.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
@@ -321,9 +324,7 @@ impl Worker {
         match source_result {
             Ok(Ok(())) => Ok(summary),
             Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(PipelineError::Checkpoint(format!(
-                "source task ended abnormally: {e}"
-            ))),
+            Err(e) => Err(PipelineError::Task(format!("source task ended abnormally: {e}"))),
         }
     }
 }
