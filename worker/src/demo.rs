@@ -379,31 +379,13 @@ fn print_progress(metrics: &[Metrics], objects_total: u64, started: Instant) {
     print!(
         "\r  objects {objects}/{objects_total} · records accepted {accepted} · dead-lettered {dead} · {:.2} MB/s · retries {retries} · breaker {}   ",
         bytes as f64 / 1e6 / secs,
-        breaker_name(breaker)
+        crate::resilience::BreakerState::from_gauge_value(breaker).as_str()
     );
     let _ = std::io::stdout().flush();
 }
 
 fn sum_counter(vec: &prometheus::IntCounterVec) -> u64 {
-    use prometheus::core::Collector;
-    vec.collect()
-        .iter()
-        .flat_map(|family| {
-            family
-                .get_metric()
-                .iter()
-                .map(|m| m.get_counter().get_value() as u64)
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
-fn breaker_name(state: i64) -> &'static str {
-    match state {
-        0 => "closed",
-        1 => "half-open",
-        _ => "open",
-    }
+    crate::telemetry::stats::sum_counters(vec) as u64
 }
 
 fn print_summary(summaries: &[(&str, RunSummary)], elapsed: Duration, stats: &s3_sentinel_emulator::Stats) {

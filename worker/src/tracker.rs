@@ -222,7 +222,7 @@ impl Tracker {
             }
             return;
         };
-        let label = crate::source::poll::outcome_label(&outcome);
+        let label = outcome.as_str();
         self.metrics.objects_processed.with_label_values(&[label]).inc();
         self.metrics
             .log_processing_duration

@@ -56,29 +56,13 @@ fn kind_of(name: &str) -> Kind {
     }
 }
 
-/// `cs(User-Agent)` → `CsUserAgent`.
-fn column_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for part in name
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-    {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            out.push(first.to_ascii_uppercase());
-            out.push_str(chars.as_str());
-        }
-    }
-    out
-}
-
 fn columns(names: &str) -> Vec<Column> {
     names
         .split_whitespace()
         .map(|n| n.chars().filter(|c| !is_format_char(*c)).collect::<String>())
         .filter(|n| !n.is_empty())
         .map(|name| Column {
-            column: column_name(&name),
+            column: super::pascal(&name),
             kind: kind_of(&name),
             name,
         })

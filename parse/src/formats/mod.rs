@@ -252,3 +252,20 @@ pub(crate) fn utf8_line(line: &[u8]) -> Result<&str, Outcome> {
         )
     })
 }
+
+/// Column name from an AWS field name: `some_field-name` → `SomeFieldName`,
+/// `cs(User-Agent)` → `CsUserAgent`.
+pub(crate) fn pascal(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for part in name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
+}

@@ -35,22 +35,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("firewall_protection", "FirewallProtection"),
 ];
 
-/// `some_field-name` → `SomeFieldName`.
-pub(crate) fn pascal(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for part in name
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|p| !p.is_empty())
-    {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            out.push(first.to_ascii_uppercase());
-            out.push_str(chars.as_str());
-        }
-    }
-    out
-}
-
 /// Writes a JSON value as a column: strings and numbers as themselves, objects and arrays as JSON.
 pub(crate) fn write_value(w: &mut ObjectWriter<'_>, column: &str, value: &Value) {
     match value {
@@ -94,7 +78,7 @@ pub(crate) fn parse_line(line: &[u8], out: &mut Vec<u8>) -> Outcome {
         }
         let column = match KNOWN.iter().find(|(k, _)| k == key) {
             Some((_, c)) => std::borrow::Cow::Borrowed(*c),
-            None => std::borrow::Cow::Owned(pascal(key)),
+            None => std::borrow::Cow::Owned(super::pascal(key)),
         };
         if column.is_empty() || column == "TimeGenerated" {
             continue;

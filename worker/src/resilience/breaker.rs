@@ -41,6 +41,16 @@ impl BreakerState {
     }
 
     /// The value of the state gauge: 0 closed, 1 half-open, 2 open.
+    /// The state a `s3sentinel_circuit_breaker_state` gauge value stands for (unknown values read as open).
+    pub fn from_gauge_value(value: i64) -> BreakerState {
+        match value {
+            0 => BreakerState::Closed,
+            1 => BreakerState::HalfOpen,
+            _ => BreakerState::Open,
+        }
+    }
+
+    /// The value of the `s3sentinel_circuit_breaker_state` gauge for this state.
     pub fn gauge_value(self) -> i64 {
         match self {
             BreakerState::Closed => 0,

@@ -51,6 +51,17 @@ pub enum ObjectOutcome {
     },
 }
 
+impl ObjectOutcome {
+    /// Bounded label for `s3sentinel_objects_processed_total{outcome}`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            ObjectOutcome::Completed { .. } => "complete",
+            ObjectOutcome::Skipped => "skipped",
+            ObjectOutcome::DeadLettered { .. } => "dead_lettered",
+        }
+    }
+}
+
 /// An object handed to the pipeline, with the channel on which its outcome is reported.
 #[derive(Debug)]
 pub struct WorkItem {

@@ -11,7 +11,7 @@
 //! An object is marked *started* durably before it is offered (so a crash after that point is known,
 //! and its re-read counted as possible duplicates) and *done* only when the pipeline reports its outcome.
 
-use super::{ObjectOutcome, ObjectRef, ObjectSource, SourceError, WorkItem};
+use super::{ObjectRef, ObjectSource, SourceError, WorkItem};
 use crate::checkpoint::CheckpointHandle;
 use crate::resilience::RateLimiter;
 use crate::s3::{S3Failure, classify, describe};
@@ -396,14 +396,5 @@ impl ObjectSource for PollSource {
         // Let outstanding completions reach the checkpoint; the pipeline decides how long that may take.
         while finalizers.join_next().await.is_some() {}
         Ok(())
-    }
-}
-
-/// Outcome labels for metrics.
-pub(crate) fn outcome_label(outcome: &ObjectOutcome) -> &'static str {
-    match outcome {
-        ObjectOutcome::Completed { .. } => "complete",
-        ObjectOutcome::Skipped => "skipped",
-        ObjectOutcome::DeadLettered { .. } => "dead_lettered",
     }
 }

@@ -27,7 +27,8 @@ struct Sample {
     retries: f64,
 }
 
-fn sum_counters(c: &impl Collector) -> f64 {
+/// Sum of every series of a counter (all label values).
+pub(crate) fn sum_counters(c: &impl Collector) -> f64 {
     c.collect()
         .iter()
         .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
@@ -106,11 +107,7 @@ pub async fn log_periodically(metrics: Metrics, interval: Duration, stop: Cancel
             retries = now.retries - last.retries,
             rate_limited = now.rate_limited - last.rate_limited,
             rate_limit_wait = now.rate_limit_wait - last.rate_limit_wait,
-            breaker = match metrics.breaker_state.get() {
-                0 => "closed",
-                1 => "half-open",
-                _ => "open",
-            },
+            breaker = crate::resilience::BreakerState::from_gauge_value(metrics.breaker_state.get()).as_str(),
             inflight_batches = metrics.inflight_batches.get(),
             "pipeline stats"
         );
