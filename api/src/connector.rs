@@ -38,12 +38,18 @@ pub const VERSION: &str = "v1alpha1";
     shortname = "connector",
     shortname = "connectors",
     category = "s3-sentinel",
+    scale(
+        spec_replicas_path = ".spec.scaling.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     doc = "Ships AWS logs from one S3 bucket to one Microsoft Sentinel (Azure Monitor Logs Ingestion) stream.",
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Whether the connector's workers are running with the current spec"}"#,
     printcolumn = r#"{"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Worker pods that are ready"}"#,
     printcolumn = r#"{"name": "Records/s", "type": "number", "jsonPath": ".status.recordsPerSecond", "description": "Records delivered per second, summed over the workers"}"#,
     printcolumn = r#"{"name": "Breaker", "type": "string", "jsonPath": ".status.breaker", "description": "Circuit breaker state of the Sentinel sink (worst over the workers)"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Backlog", "type": "integer", "jsonPath": ".status.backlog", "description": "Objects (poll mode) or approximate visible messages (SQS mode) waiting, summed over the workers", "priority": 1}"#,
     printcolumn = r#"{"name": "Bucket", "type": "string", "jsonPath": ".spec.source.bucket", "description": "Source bucket", "priority": 1}"#,
     printcolumn = r#"{"name": "Stream", "type": "string", "jsonPath": ".spec.sentinel.streamName", "description": "Sentinel stream", "priority": 1}"#,
     printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason", "description": "Reason of the Ready condition", "priority": 1}"#
@@ -65,9 +71,12 @@ pub struct S3SentinelConnectorSpec {
     /// Circuit breaker around the Sentinel sink: stop sending while the service keeps failing.
     #[serde(default)]
     pub circuit_breaker: CircuitBreakerSpec,
-    /// Number of worker pods, fixed or autoscaled on CPU.
+    /// Number of worker pods: fixed (`replicas`, or `kubectl scale`) or autoscaled on CPU or backlog.
     #[serde(default)]
     pub scaling: ScalingSpec,
+    /// How the worker pods of this connector share the work.
+    #[serde(default)]
+    pub coordination: CoordinationSpec,
     /// Settings of the worker pods: image, resources, scheduling and ServiceAccount annotations.
     #[serde(default)]
     pub worker: WorkerPodSpec,
@@ -83,7 +92,10 @@ pub struct S3SentinelConnectorSpec {
 #[x_kube(
     validation = Rule::new("!has(self.endpoint) || self.endpoint.startsWith('https://') || (has(self.allowInsecureHttp) && self.allowInsecureHttp && self.endpoint.startsWith('http://'))")
         .message("endpoint must be an https:// URL (http:// only with allowInsecureHttp: true)")
-        .field_path(".endpoint")
+        .field_path(".endpoint"),
+    validation = Rule::new("!has(self.sqs) || self.sqs.queueUrl.startsWith('https://') || (has(self.allowInsecureHttp) && self.allowInsecureHttp && self.sqs.queueUrl.startsWith('http://'))")
+        .message("sqs.queueUrl must be an https:// URL (http:// only with allowInsecureHttp: true)")
+        .field_path(".sqs.queueUrl")
 )]
 pub struct SourceSpec {
     /// Name of the bucket to read.
@@ -103,12 +115,83 @@ pub struct SourceSpec {
     /// Use path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
     #[serde(default)]
     pub force_path_style: bool,
-    /// Allow a plain `http://` endpoint (a local MinIO). Never set this for AWS.
+    /// Allow a plain `http://` endpoint or SQS queue URL (a local MinIO or LocalStack). Never set this for
+    /// AWS.
     #[serde(default)]
     pub allow_insecure_http: bool,
-    /// How the worker authenticates to S3.
+    /// How the worker authenticates to S3 (and SQS).
     #[serde(default)]
     pub credentials: AwsCredentialsSpec,
+    /// Learn about new objects from an SQS queue fed by the bucket's event notifications instead of
+    /// listing the prefixes. Unset means poll mode: the workers list the prefixes and split the keys into
+    /// `coordination.partitions` partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs: Option<SqsSpec>,
+}
+
+/// The SQS queue that receives the bucket's `s3:ObjectCreated:*` notifications (directly or through
+/// EventBridge/SNS with raw message delivery).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsSpec {
+    /// Queue URL, e.g. `https://sqs.us-east-1.amazonaws.com/123456789012/s3-sentinel-cloudtrail`. Its region
+    /// must be `source.region`. `http://` only with `source.allowInsecureHttp: true` (LocalStack).
+    #[schemars(length(min = 1, max = 2048))]
+    pub queue_url: String,
+    /// A message received this many times without being processed is a poison message (see
+    /// `poisonMessages`).
+    #[serde(default = "default_max_receive_count")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_receive_count: i32,
+    /// What happens to a poison message: `DeadLetter` (default) writes it to the dead-letter store and
+    /// deletes it from the queue; `Leave` leaves it on the queue for the queue's own redrive policy.
+    #[serde(default)]
+    pub poison_messages: PoisonMessages,
+    /// How long a received message stays invisible to the other workers while this one processes it,
+    /// e.g. `5m`. The worker extends it while an object is still being read.
+    #[serde(default = "default_visibility_timeout")]
+    pub visibility_timeout: HumanDuration,
+}
+
+/// What the worker does with an SQS message received `maxReceiveCount` times.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PoisonMessages {
+    /// Write the message to the dead-letter store and delete it from the queue.
+    #[default]
+    DeadLetter,
+    /// Leave it on the queue (for the queue's own redrive policy to move it).
+    Leave,
+}
+
+impl PoisonMessages {
+    /// The worker configuration spelling (`sqs.poison_messages`).
+    pub const fn worker_value(self) -> &'static str {
+        match self {
+            PoisonMessages::DeadLetter => "dead_letter",
+            PoisonMessages::Leave => "leave",
+        }
+    }
+}
+
+/// How the worker pods of one connector share the work.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CoordinationSpec {
+    /// Poll mode splits the keys into this many partitions, each a Lease (`coordination.k8s.io`) that
+    /// holds its checkpoint; a worker pod works on the partitions whose Lease it holds. More partitions
+    /// mean finer balancing between pods (and more Leases). Changing it resets no checkpoint but re-maps
+    /// keys to partitions, so objects in flight at the change may be read twice. Ignored in SQS mode.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 256))]
+    pub partitions: i32,
+}
+
+impl Default for CoordinationSpec {
+    fn default() -> Self {
+        CoordinationSpec {
+            partitions: default_partitions(),
+        }
+    }
 }
 
 /// AWS credentials of the worker.
@@ -334,7 +417,8 @@ impl Default for CircuitBreakerSpec {
 }
 
 /// Number of worker pods. With `maxReplicas` greater than `minReplicas` a HorizontalPodAutoscaler scales
-/// between them on CPU; otherwise the Deployment runs exactly `minReplicas` pods.
+/// between them (on CPU, or on backlog with `backlog`); otherwise the Deployment runs `replicas` pods, or
+/// `minReplicas` when `replicas` is unset.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -343,6 +427,12 @@ impl Default for CircuitBreakerSpec {
         .field_path(".minReplicas")
 )]
 pub struct ScalingSpec {
+    /// Worker pods when autoscaling is off; what `kubectl scale` sets (the scale subresource). Unset means
+    /// `minReplicas`. Ignored while autoscaling is on (`maxReplicas > minReplicas`): the autoscaler owns
+    /// the count then, and `kubectl scale` only changes this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: Option<i32>,
     /// Fewest worker pods.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 1000))]
@@ -355,11 +445,27 @@ pub struct ScalingSpec {
     #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
+    /// Scale on the backlog instead of CPU: poll mode uses the per-pod metric `s3sentinel_backlog`, SQS
+    /// mode the external metric `s3sentinel_sqs_messages_visible`. Both must be served by a metrics adapter
+    /// (Prometheus Adapter or KEDA); see docs/scaling.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<BacklogScalingSpec>,
+}
+
+/// Backlog-driven autoscaling.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BacklogScalingSpec {
+    /// Waiting objects (poll mode) or visible messages (SQS mode) per worker pod the autoscaler aims for.
+    #[schemars(range(min = 1))]
+    pub target_per_replica: i32,
 }
 
 impl Default for ScalingSpec {
     fn default() -> Self {
         ScalingSpec {
+            replicas: None,
+            backlog: None,
             min_replicas: default_replicas(),
             max_replicas: default_replicas(),
             target_cpu_utilization_percentage: default_cpu_target(),
@@ -452,7 +558,8 @@ impl ImagePullPolicy {
     }
 }
 
-/// Observed state of a connector, written by the operator (and, for throughput and breaker, by the workers).
+/// Observed state of a connector. The operator writes everything except `workers`; each worker pod writes
+/// its own entry of `workers` (server-side apply, field manager `s3-sentinel-worker/<pod>`).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct S3SentinelConnectorStatus {
@@ -472,22 +579,41 @@ pub struct S3SentinelConnectorStatus {
     /// Label selector of the worker pods, in string form (for the scale subresource and `kubectl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Records delivered per second, summed over the workers.
+    /// Records delivered per second, summed over the reporting workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_per_second: Option<f64>,
-    /// State of the Sentinel circuit breaker, the worst over the workers.
+    /// Raw bytes read from S3 per second, summed over the reporting workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<f64>,
+    /// State of the Sentinel circuit breaker, the worst over the workers (`Open` > `HalfOpen` > `Closed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaker: Option<BreakerState>,
-    /// Per-worker-pod figures, reported by the workers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["podName"]))]
-    pub workers: Vec<WorkerStatus>,
+    /// Objects (poll mode) or approximate visible messages (SQS mode) waiting, summed over the workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i64>,
+    /// Worker pods with an entry in `workers` (pods that reported within the last minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_workers: Option<i32>,
+    /// Totals since the connector's workers started: the sum over `workers` plus `retiredTotals`. A
+    /// container restart inside a pod resets that pod's counters, so this can drop; the Prometheus
+    /// counters are the exact source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<WorkerTotals>,
+    /// The last reported totals of worker pods the operator removed from `workers` (pod deleted or silent
+    /// for a minute), kept so `totals` does not drop when a pod goes away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_totals: Option<WorkerTotals>,
+    /// Per-worker-pod figures keyed by pod name, each entry written by that pod. The operator removes the
+    /// entries of pods that are gone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workers: BTreeMap<String, WorkerStatus>,
 }
 
 /// Circuit breaker state.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BreakerState {
     /// Requests flow.
+    #[default]
     Closed,
     /// Requests are held back after repeated failures.
     Open,
@@ -495,21 +621,94 @@ pub enum BreakerState {
     HalfOpen,
 }
 
-/// What one worker pod reports about itself.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+impl BreakerState {
+    /// How bad the state is: `Closed` 0 < `HalfOpen` 1 < `Open` 2 (for "the worst over the workers").
+    pub const fn severity(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+
+    /// The worse of `self` and `other`.
+    pub const fn worst(self, other: BreakerState) -> BreakerState {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// What one worker pod reports about itself, every few seconds.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerStatus {
-    /// Name of the pod.
-    pub pod_name: String,
-    /// Records the pod delivered per second.
+    /// Records delivered (accepted by Sentinel) per second over the last reporting interval.
+    #[serde(default)]
+    pub records_per_second: f64,
+    /// Raw bytes read from S3 per second over the last reporting interval.
+    #[serde(default)]
+    pub bytes_per_second: f64,
+    /// The pod's Sentinel circuit breaker state.
+    #[serde(default)]
+    pub breaker: BreakerState,
+    /// When the breaker entered its current state, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records_per_second: Option<f64>,
-    /// The pod's circuit breaker state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breaker: Option<BreakerState>,
-    /// When the pod last reported, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_report_time: Option<String>,
+    pub breaker_since: Option<String>,
+    /// Logs Ingestion requests in flight.
+    #[serde(default)]
+    pub in_flight_batches: i64,
+    /// Objects (poll mode) or approximate visible messages (SQS mode) waiting.
+    #[serde(default)]
+    pub backlog: i64,
+    /// Poll partitions this pod holds (empty in SQS mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<i32>,
+    /// When the pod last reported, RFC 3339. The operator removes entries older than a minute.
+    #[serde(default)]
+    pub last_heartbeat: String,
+    /// When the pod's worker process started, RFC 3339.
+    #[serde(default)]
+    pub started_at: String,
+    /// Counters since the worker process started (a container restart resets them).
+    #[serde(default)]
+    pub totals: WorkerTotals,
+}
+
+/// Counters of one worker process, or sums of them.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerTotals {
+    /// Records accepted by Sentinel.
+    #[serde(default)]
+    pub records: i64,
+    /// Raw bytes read from S3.
+    #[serde(default)]
+    pub bytes: i64,
+    /// Objects finished (delivered or dead-lettered).
+    #[serde(default)]
+    pub objects: i64,
+    /// Failed delivery requests plus failed object reads.
+    #[serde(default)]
+    pub failures: i64,
+    /// Records or objects written to the dead-letter store.
+    #[serde(default)]
+    pub dead_lettered: i64,
+}
+
+impl WorkerTotals {
+    /// Field-wise sum (saturating).
+    pub const fn plus(self, o: WorkerTotals) -> WorkerTotals {
+        WorkerTotals {
+            records: self.records.saturating_add(o.records),
+            bytes: self.bytes.saturating_add(o.bytes),
+            objects: self.objects.saturating_add(o.objects),
+            failures: self.failures.saturating_add(o.failures),
+            dead_lettered: self.dead_lettered.saturating_add(o.dead_lettered),
+        }
+    }
 }
 
 fn default_prefixes() -> Vec<String> {
@@ -553,6 +752,15 @@ fn default_replicas() -> i32 {
 }
 fn default_cpu_target() -> i32 {
     70
+}
+fn default_partitions() -> i32 {
+    8
+}
+fn default_max_receive_count() -> i32 {
+    5
+}
+fn default_visibility_timeout() -> HumanDuration {
+    HumanDuration::from_secs(300)
 }
 fn default_log_level() -> String {
     "info".to_owned()
@@ -622,6 +830,90 @@ mod tests {
             .map(|c| c.name)
             .collect();
         assert_eq!(cols, ["Ready", "Replicas", "Records/s", "Breaker", "Age"]);
+    }
+
+    #[test]
+    fn scale_subresource_lets_kubectl_scale_work() {
+        let crd = S3SentinelConnector::crd();
+        let v = &crd.spec.versions[0];
+        let scale = v.subresources.as_ref().unwrap().scale.clone().unwrap();
+        assert_eq!(scale.spec_replicas_path, ".spec.scaling.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+        let backlog = v
+            .additional_printer_columns
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "Backlog")
+            .unwrap();
+        assert_eq!(
+            (backlog.json_path.as_str(), backlog.priority),
+            (".status.backlog", Some(1))
+        );
+    }
+
+    #[test]
+    fn worker_entries_are_a_map_keyed_by_pod_name() {
+        let s = schema();
+        let workers = &s["properties"]["status"]["properties"]["workers"];
+        assert_eq!(workers["type"], "object");
+        let entry = &workers["additionalProperties"]["properties"];
+        for field in [
+            "recordsPerSecond",
+            "bytesPerSecond",
+            "breaker",
+            "breakerSince",
+            "inFlightBatches",
+            "backlog",
+            "partitions",
+            "lastHeartbeat",
+            "startedAt",
+            "totals",
+        ] {
+            assert!(entry.get(field).is_some(), "workers.*.{field} missing");
+        }
+        let status: S3SentinelConnectorStatus = serde_json::from_value(json!({
+            "workers": {"w-0": {"recordsPerSecond": 12.5, "breaker": "HalfOpen", "lastHeartbeat": "2026-01-01T00:00:00Z",
+                                "totals": {"records": 3, "deadLettered": 1}}},
+        }))
+        .unwrap();
+        let w = &status.workers["w-0"];
+        assert_eq!(
+            (w.breaker, w.totals.records, w.totals.dead_lettered),
+            (BreakerState::HalfOpen, 3, 1)
+        );
+        assert_eq!(
+            BreakerState::Closed
+                .worst(BreakerState::Open)
+                .worst(BreakerState::HalfOpen),
+            BreakerState::Open
+        );
+        let back = serde_json::to_value(&status).unwrap();
+        assert_eq!(back["workers"]["w-0"]["totals"]["deadLettered"], 1);
+    }
+
+    #[test]
+    fn sqs_and_coordination_defaults_are_in_the_schema() {
+        let s = schema();
+        let spec = &s["properties"]["spec"]["properties"];
+        let sqs = &spec["source"]["properties"]["sqs"]["properties"];
+        assert_eq!(sqs["maxReceiveCount"]["default"], 5);
+        assert_eq!(sqs["poisonMessages"]["default"], "DeadLetter");
+        assert_eq!(sqs["visibilityTimeout"]["default"], "5m");
+        assert_eq!(spec["coordination"]["properties"]["partitions"]["default"], 8);
+        assert_eq!(spec["coordination"]["properties"]["partitions"]["maximum"], 256.0);
+        let mut obj = valid();
+        obj["spec"]["source"]["sqs"] = json!({"queueUrl": "http://localstack:4566/000000000000/q"});
+        let errors = cel_errors(&obj);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("sqs.queueUrl must be an https:// URL")),
+            "{errors:?}"
+        );
+        obj["spec"]["source"]["allowInsecureHttp"] = json!(true);
+        assert_eq!(cel_errors(&obj), Vec::<String>::new());
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn connector() -> S3SentinelConnector {
                         session_token_key: None,
                     }),
                 },
+                sqs: None,
             },
             parser: ParserSpec {
                 format: LogFormat::Cloudtrail.into(),
@@ -68,10 +69,13 @@ pub fn connector() -> S3SentinelConnector {
             rate_limit: Default::default(),
             circuit_breaker: Default::default(),
             scaling: ScalingSpec {
+                replicas: None,
+                backlog: None,
                 min_replicas: 1,
                 max_replicas: 4,
                 target_cpu_utilization_percentage: 70,
             },
+            coordination: Default::default(),
             worker: Default::default(),
             suspend: false,
         },
