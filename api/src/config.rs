@@ -59,6 +59,10 @@ pub enum ConfigError {
 pub struct WorkerConfig {
     /// Where the logs come from: the S3 bucket, prefixes and how fast to read them.
     pub aws: AwsConfig,
+    /// SQS mode: discover objects from S3 event notifications in an SQS queue instead of listing the
+    /// bucket. Unset: poll mode (ListObjectsV2). See `docs/sqs.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs: Option<SqsConfig>,
     /// How objects are decoded and parsed into records.
     pub parser: ParserConfig,
     /// Where records go: the Azure Monitor Logs Ingestion endpoint, DCR and stream, and how to batch.
@@ -157,6 +161,145 @@ pub struct CredentialFiles {
     /// File containing a session token, for temporary credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token_file: Option<PathBuf>,
+}
+
+/// SQS mode: S3 event notifications (direct, SNS-wrapped or EventBridge-wrapped) read from a queue.
+/// A message is deleted only once every object it names was delivered or dead-lettered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqsConfig {
+    /// URL of the queue, e.g. `https://sqs.us-east-1.amazonaws.com/123456789012/s3-events` (required).
+    pub queue_url: String,
+    /// SQS endpoint URL (a VPC endpoint, a local emulator). Unset: `aws.endpoint_url` when that is set,
+    /// else AWS's own endpoint for `aws.region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Long-poll wait of one ReceiveMessage call (whole seconds, at most 20 s; 0 is short polling).
+    #[serde(default = "default_sqs_wait_time")]
+    pub wait_time: HumanDuration,
+    /// Messages asked for per ReceiveMessage call (1-10).
+    #[serde(default = "default_sqs_max_messages")]
+    pub max_messages: u32,
+    /// Visibility timeout requested on receive and renewed by each heartbeat (whole seconds, 1 s to
+    /// 12 h). A message whose worker dies becomes visible again this long after its last heartbeat.
+    #[serde(default = "default_sqs_visibility_timeout")]
+    pub visibility_timeout: HumanDuration,
+    /// How often the visibility of messages whose objects are still in progress is extended. Defaults
+    /// to a third of `visibility_timeout`; must be shorter than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<HumanDuration>,
+    /// A message received more often than this (`ApproximateReceiveCount`) is poison: see
+    /// `poison_messages`.
+    #[serde(default = "default_sqs_max_receive_count")]
+    pub max_receive_count: u32,
+    /// What happens to poison messages: `dead_letter` writes the body and the reason to the
+    /// dead-letter sink, then deletes the message; `leave` leaves it for the queue's own redrive policy
+    /// (a dead-letter queue) to move.
+    #[serde(default)]
+    pub poison_messages: PoisonMessages,
+    /// How often the queue depth (GetQueueAttributes) is read into the backlog gauges.
+    #[serde(default = "default_sqs_backlog_interval")]
+    pub backlog_interval: HumanDuration,
+}
+
+impl SqsConfig {
+    /// The heartbeat interval actually used.
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        self.heartbeat_interval
+            .map_or(self.visibility_timeout.get() / 3, HumanDuration::get)
+    }
+
+    /// Every rule the section breaks, as (dotted key, problem).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let is_url = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+        let queue_name = self.queue_url.trim_end_matches('/').rsplit('/').next();
+        if !is_url(&self.queue_url) || queue_name.is_none_or(str::is_empty) {
+            out.push((
+                "sqs.queue_url",
+                format!(
+                    "`{}` must be a queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)",
+                    self.queue_url
+                ),
+            ));
+        }
+        if let Some(url) = &self.endpoint_url
+            && !is_url(url)
+        {
+            out.push((
+                "sqs.endpoint_url",
+                format!("`{url}` must start with https:// or http://"),
+            ));
+        }
+        let whole = |d: HumanDuration| d.get().subsec_nanos() == 0;
+        if !whole(self.wait_time) || self.wait_time.get() > std::time::Duration::from_secs(20) {
+            out.push((
+                "sqs.wait_time",
+                format!("{} must be whole seconds from 0s to 20s", self.wait_time),
+            ));
+        }
+        if !(1..=10).contains(&self.max_messages) {
+            out.push((
+                "sqs.max_messages",
+                format!("{} is out of range 1..=10", self.max_messages),
+            ));
+        }
+        let visibility = self.visibility_timeout.get();
+        if !whole(self.visibility_timeout)
+            || visibility < std::time::Duration::from_secs(1)
+            || visibility > std::time::Duration::from_secs(12 * 3600)
+        {
+            out.push((
+                "sqs.visibility_timeout",
+                format!("{} must be whole seconds from 1s to 12h", self.visibility_timeout),
+            ));
+        }
+        let heartbeat = self.heartbeat_interval();
+        if heartbeat.is_zero() || heartbeat >= visibility {
+            out.push((
+                "sqs.heartbeat_interval",
+                format!(
+                    "{} must be greater than zero and shorter than sqs.visibility_timeout ({})",
+                    HumanDuration(heartbeat),
+                    self.visibility_timeout
+                ),
+            ));
+        }
+        if self.max_receive_count == 0 {
+            out.push(("sqs.max_receive_count", "must be at least 1".into()));
+        }
+        if self.backlog_interval.get().is_zero() {
+            out.push(("sqs.backlog_interval", "must be greater than zero".into()));
+        }
+        out
+    }
+}
+
+/// See [`SqsConfig::poison_messages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PoisonMessages {
+    /// Write the message to the dead-letter sink, then delete it.
+    #[default]
+    DeadLetter,
+    /// Do nothing special; the queue's redrive policy moves it.
+    Leave,
+}
+
+fn default_sqs_wait_time() -> HumanDuration {
+    HumanDuration::from_secs(20)
+}
+fn default_sqs_max_messages() -> u32 {
+    10
+}
+fn default_sqs_visibility_timeout() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_sqs_max_receive_count() -> u32 {
+    5
+}
+fn default_sqs_backlog_interval() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 
 /// How objects become records.
@@ -712,6 +855,11 @@ impl WorkerConfig {
         if aws.object_attempts == 0 {
             bad("aws.object_attempts", "must be at least 1".into());
         }
+        if let Some(sqs) = &self.sqs {
+            for (key, problem) in sqs.problems() {
+                bad(key, problem);
+            }
+        }
 
         let parser = &self.parser;
         let max_record = MAX_REQUEST_BYTES_UNCOMPRESSED as u64 - 2;
@@ -1103,6 +1251,58 @@ sentinel:
         );
         let bad = format!("{MINIMAL}dead_letter:\n  type: local\n  dir: /tmp\n");
         assert!(WorkerConfig::from_yaml(&bad).is_err());
+    }
+
+    #[test]
+    fn sqs_section_gets_defaults_and_is_validated() {
+        let with = |body: &str| format!("{MINIMAL}sqs:\n{body}");
+        let c = WorkerConfig::from_yaml(&with(
+            "  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/events\n",
+        ))
+        .unwrap();
+        let sqs = c.sqs.as_ref().unwrap();
+        assert_eq!(sqs.wait_time.get(), std::time::Duration::from_secs(20));
+        assert_eq!(sqs.max_messages, 10);
+        assert_eq!(sqs.visibility_timeout.get(), std::time::Duration::from_secs(300));
+        assert_eq!(sqs.heartbeat_interval(), std::time::Duration::from_secs(100));
+        assert_eq!(sqs.max_receive_count, 5);
+        assert_eq!(sqs.poison_messages, PoisonMessages::DeadLetter);
+        assert_eq!(sqs.backlog_interval.get(), std::time::Duration::from_secs(30));
+        assert_eq!(WorkerConfig::from_yaml(&c.to_yaml().unwrap()).unwrap(), c);
+        assert!(WorkerConfig::from_yaml(MINIMAL).unwrap().sqs.is_none());
+
+        let err = WorkerConfig::from_yaml(&with(
+            "  queue_url: events\n  wait_time: 21s\n  max_messages: 11\n  visibility_timeout: 30s\n  \
+             heartbeat_interval: 30s\n  max_receive_count: 0\n  endpoint_url: localhost:4566\n  \
+             backlog_interval: 0s\n",
+        ))
+        .unwrap_err();
+        let ConfigError::Invalid(errors) = err else {
+            panic!("{err}")
+        };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "sqs.queue_url",
+                "sqs.endpoint_url",
+                "sqs.wait_time",
+                "sqs.max_messages",
+                "sqs.heartbeat_interval",
+                "sqs.max_receive_count",
+                "sqs.backlog_interval"
+            ]
+        );
+        let err = WorkerConfig::from_yaml(&with(
+            "  queue_url: http://127.0.0.1:5000/123456789012/q\n  visibility_timeout: 1500ms\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sqs.visibility_timeout"), "{err}");
+        let err = WorkerConfig::from_yaml(&with("  poison_messages: drop\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sqs"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,15 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     {
         return resolve(root, &all[0]);
     }
+    // An optional section or value (`Option<T>`): document `T`.
+    if let Some(any) = node.get("anyOf").and_then(Value::as_array) {
+        let mut some = any
+            .iter()
+            .filter(|v| v.get("type").and_then(Value::as_str) != Some("null"));
+        if let (Some(only), None) = (some.next(), some.next()) {
+            return resolve(root, only);
+        }
+    }
     node
 }
 

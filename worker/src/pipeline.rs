@@ -33,6 +33,7 @@ use crate::dead_letter::DeadLetterSink;
 use crate::resilience::{BreakerState, CircuitBreaker, RateLimiter};
 use crate::sink::{Delivery, EntraTokenProvider, LogsIngestionClient};
 use crate::source::poll::{PollSettings, PollSource};
+use crate::source::sqs::SqsSource;
 use crate::source::{ObjectSource, WorkItem};
 use crate::telemetry::Metrics;
 use crate::tracker::Tracker;
@@ -223,6 +224,9 @@ impl Worker {
         options: RunOptions,
         stop: CancellationToken,
     ) -> Result<RunSummary, PipelineError> {
+        if let Some(source) = self.sqs_source(options).await? {
+            return self.run_source(Box::new(source), stop).await;
+        }
         let cfg = &self.shared.config;
         let settings = PollSettings {
             bucket: cfg.aws.bucket.clone(),
@@ -245,7 +249,27 @@ impl Worker {
         self.run_source(Box::new(source), stop).await
     }
 
-    /// Runs any source (the seam for SQS mode) through the pipeline.
+    /// SQS mode (`sqs` configured): the source that reads S3 event notifications from the queue. There
+    /// is no listing checkpoint then; a message is deleted once its objects are finished.
+    async fn sqs_source(&mut self, options: RunOptions) -> Result<Option<SqsSource>, PipelineError> {
+        let Some(sqs) = &self.shared.config.sqs else {
+            return Ok(None);
+        };
+        let source = crate::source::sqs::sqs_source(
+            &self.shared.config,
+            sqs,
+            self.shared.format,
+            options.once,
+            Arc::clone(&self.shared.dead_letter_sink),
+            self.shared.metrics.clone(),
+            self.ready.take(),
+        )
+        .await
+        .map_err(|e| PipelineError::S3(e.to_string()))?;
+        Ok(Some(source))
+    }
+
+    /// Runs any source (poll or SQS) through the pipeline.
     pub async fn run_source(
         self,
         source: Box<dyn ObjectSource>,

@@ -35,6 +35,16 @@ fn read_secret(path: &std::path::Path) -> Result<String, S3ClientError> {
 /// from the default AWS chain (environment, web-identity token for IRSA, profile, instance metadata):
 /// never from the configuration file itself.
 pub async fn build_client(cfg: &AwsConfig) -> Result<aws_sdk_s3::Client, S3ClientError> {
+    let shared = sdk_config(cfg).await?;
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(cfg.force_path_style)
+        .build();
+    Ok(aws_sdk_s3::Client::from_conf(conf))
+}
+
+/// The AWS SDK settings every client of the worker shares (S3, and SQS in SQS mode): region,
+/// credentials, `aws.endpoint_url`, the SDK's own retries (`aws.sdk_max_attempts`) and timeouts.
+pub async fn sdk_config(cfg: &AwsConfig) -> Result<aws_config::SdkConfig, S3ClientError> {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(cfg.read_timeout.get())
@@ -57,11 +67,7 @@ pub async fn build_client(cfg: &AwsConfig) -> Result<aws_sdk_s3::Client, S3Clien
         );
         loader = loader.credentials_provider(credentials);
     }
-    let shared = loader.load().await;
-    let conf = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(cfg.force_path_style)
-        .build();
-    Ok(aws_sdk_s3::Client::from_conf(conf))
+    Ok(loader.load().await)
 }
 
 /// How an S3 request failed, reduced to what the worker does about it.

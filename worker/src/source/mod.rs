@@ -3,11 +3,12 @@
 //! A source sends [`WorkItem`]s into the pipeline. Each item carries a one-shot completion channel: the
 //! pipeline sends an [`ObjectOutcome`] on it only once every record of the object was accepted by Sentinel
 //! or durably dead-lettered. The source then makes that durable in its own way (poll mode: the checkpoint
-//! file; SQS mode, later: deleting the message). If the pipeline drops the sender instead, the object was
+//! file; SQS mode: deleting the message). If the pipeline drops the sender instead, the object was
 //! not finished (a failed attempt, or shutdown) and the source must offer it again later. This is the
 //! at-least-once seam: nothing is acknowledged before Sentinel has it.
 
 pub mod poll;
+pub mod sqs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -88,6 +89,14 @@ pub enum SourceError {
         /// Prefix.
         prefix: String,
         /// Service code and message.
+        detail: String,
+    },
+    /// The SQS queue cannot be read (access denied, no such queue), or, in a `--once` run, kept failing.
+    #[error("failed to receive from {queue}: {detail}")]
+    Queue {
+        /// Queue URL.
+        queue: String,
+        /// Service code and message, or the transport cause.
         detail: String,
     },
 }

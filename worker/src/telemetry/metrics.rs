@@ -132,6 +132,30 @@ pub struct Metrics {
     /// Preflight check result by `check` (`config`, `s3_list`, `entra_token`, `dcr_stream`): 1 passed,
     /// 0 failed or not run. Set at start-up and on every retry until all pass.
     pub preflight_check: IntGaugeVec,
+
+    /// Work waiting for this worker: in SQS mode the queue's approximate visible messages.
+    pub backlog: IntGauge,
+    /// SQS mode: `ApproximateNumberOfMessages` of the queue (visible, waiting).
+    pub sqs_messages_visible: IntGauge,
+    /// SQS mode: `ApproximateNumberOfMessagesNotVisible` of the queue (received, not yet deleted).
+    pub sqs_messages_in_flight: IntGauge,
+    /// SQS messages received (every receive of a message counts, redeliveries too).
+    pub sqs_messages_received: IntCounter,
+    /// SQS messages deleted, by `reason` (`processed`: every object finished; `ignored`: nothing in it
+    /// to read; `poison`: dead-lettered).
+    pub sqs_messages_deleted: IntCounterVec,
+    /// S3 events in SQS messages that were not read, by `reason` (`test_event`, `not_created`,
+    /// `other_bucket`, `outside_prefix`).
+    pub sqs_events_ignored: IntCounterVec,
+    /// Poison SQS messages, by `reason` (a body category such as `not_json`, or `max_receives`) and
+    /// `action` (`dead_lettered`, `left`, `dead_letter_failed`).
+    pub sqs_messages_poison: IntCounterVec,
+    /// SQS messages made visible again because an object of them did not finish (or at shutdown).
+    pub sqs_messages_retried: IntCounter,
+    /// Visibility-timeout extensions (heartbeats) of messages whose objects are still in progress.
+    pub sqs_visibility_extensions: IntCounter,
+    /// SQS requests by `operation` and `outcome` (`ok`, `error`, `denied`, `receipt_gone`).
+    pub sqs_requests: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -261,6 +285,50 @@ impl Metrics {
                 "s3sentinel_preflight_check",
                 "Preflight check result by check: 1 passed, 0 failed or not run",
                 &["check"],
+            )?,
+            backlog: reg.gauge(
+                "s3sentinel_backlog",
+                "Work waiting for this worker (SQS mode: approximate visible messages in the queue)",
+            )?,
+            sqs_messages_visible: reg.gauge(
+                "s3sentinel_sqs_messages_visible",
+                "SQS ApproximateNumberOfMessages: messages waiting in the queue",
+            )?,
+            sqs_messages_in_flight: reg.gauge(
+                "s3sentinel_sqs_messages_in_flight",
+                "SQS ApproximateNumberOfMessagesNotVisible: messages received and not yet deleted",
+            )?,
+            sqs_messages_received: reg.counter(
+                "s3sentinel_sqs_messages_received_total",
+                "SQS messages received, redeliveries included",
+            )?,
+            sqs_messages_deleted: reg.counter_vec(
+                "s3sentinel_sqs_messages_deleted_total",
+                "SQS messages deleted, by reason (processed, ignored, poison)",
+                &["reason"],
+            )?,
+            sqs_events_ignored: reg.counter_vec(
+                "s3sentinel_sqs_events_ignored_total",
+                "S3 events from SQS not read, by reason (test_event, not_created, other_bucket, outside_prefix)",
+                &["reason"],
+            )?,
+            sqs_messages_poison: reg.counter_vec(
+                "s3sentinel_sqs_messages_poison_total",
+                "Poison SQS messages (unparseable, or received more than sqs.max_receive_count times), by reason and action",
+                &["reason", "action"],
+            )?,
+            sqs_messages_retried: reg.counter(
+                "s3sentinel_sqs_messages_retried_total",
+                "SQS messages made visible again because an object of them did not finish",
+            )?,
+            sqs_visibility_extensions: reg.counter(
+                "s3sentinel_sqs_visibility_extensions_total",
+                "Visibility-timeout extensions of SQS messages whose objects are in progress",
+            )?,
+            sqs_requests: reg.counter_vec(
+                "s3sentinel_sqs_requests_total",
+                "SQS requests by operation and outcome",
+                &["operation", "outcome"],
             )?,
             catalog: Vec::new(),
         };
