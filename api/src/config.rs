@@ -85,6 +85,10 @@ pub struct WorkerConfig {
     /// Log output.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Coordination with the other replicas of the same connector through the Kubernetes API: poll
+    /// partitions held as Leases (each with its checkpoint), and status reports into the connector.
+    #[serde(default)]
+    pub coordination: CoordinationConfig,
 }
 
 /// The S3 source.
@@ -540,6 +544,93 @@ impl Default for CheckpointConfig {
             flush_interval: default_checkpoint_flush(),
         }
     }
+}
+
+/// How replicas of one connector share work. With `mode: kubernetes`, poll mode splits object keys into
+/// `partitions` by a stable hash; each partition is a Lease in the connector's namespace whose holder
+/// is the only replica reading those keys, and the partition's checkpoint is stored in that Lease, so it
+/// survives every worker pod and is written only by the holder (a lost Lease rejects the write). The
+/// worker also reports its throughput and breaker state into the connector's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// `none` (one worker; checkpoint in `checkpoint.path`) or `kubernetes` (any number of replicas).
+    #[serde(default)]
+    pub mode: CoordinationMode,
+    /// Namespace of the connector and its Leases (`kubernetes` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name of the `S3SentinelConnector` this worker belongs to (`kubernetes` mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    /// Environment variable holding this replica's identity (the pod name, from the downward API).
+    #[serde(default = "default_identity_env")]
+    pub identity_env: String,
+    /// Number of poll partitions. Every replica must use the same value; changing it re-maps keys to
+    /// partitions, so objects in flight at the change may be read twice.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// How long a Lease stays valid without renewal: after a replica dies, its partitions move to
+    /// others after at most this long.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: HumanDuration,
+    /// How often Leases are renewed and the partition assignment is re-computed (less than a third of
+    /// `lease_duration`).
+    #[serde(default = "default_renew_interval")]
+    pub renew_interval: HumanDuration,
+    /// How long a replica that gives a partition away waits for that partition's objects in flight to
+    /// finish before releasing it (the next holder re-reads anything unfinished).
+    #[serde(default = "default_handoff_timeout")]
+    pub handoff_timeout: HumanDuration,
+    /// How often the worker writes its entry into the connector's status (at least 10 s).
+    #[serde(default = "default_status_interval")]
+    pub status_interval: HumanDuration,
+}
+
+/// See [`CoordinationConfig::mode`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CoordinationMode {
+    /// A single worker; progress in the checkpoint file.
+    #[default]
+    None,
+    /// Replicas coordinate through Leases in the Kubernetes API.
+    Kubernetes,
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        CoordinationConfig {
+            mode: CoordinationMode::None,
+            namespace: None,
+            connector: None,
+            identity_env: default_identity_env(),
+            partitions: default_partitions(),
+            lease_duration: default_lease_duration(),
+            renew_interval: default_renew_interval(),
+            handoff_timeout: default_handoff_timeout(),
+            status_interval: default_status_interval(),
+        }
+    }
+}
+
+fn default_identity_env() -> String {
+    "POD_NAME".to_owned()
+}
+fn default_partitions() -> u32 {
+    8
+}
+fn default_lease_duration() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+fn default_renew_interval() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+fn default_handoff_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_status_interval() -> HumanDuration {
+    HumanDuration::from_secs(10)
 }
 
 /// Dead-letter sink.
@@ -1041,6 +1132,53 @@ impl WorkerConfig {
         }
         if let Err(e) = self.logging.level.parse::<LevelCheck>() {
             bad("logging.level", e);
+        }
+
+        let co = &self.coordination;
+        if co.mode == CoordinationMode::Kubernetes {
+            for (key, value) in [
+                ("coordination.namespace", &co.namespace),
+                ("coordination.connector", &co.connector),
+            ] {
+                if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                    bad(key, "is required with coordination.mode: kubernetes".into());
+                }
+            }
+            if co.identity_env.trim().is_empty() {
+                bad(
+                    "coordination.identity_env",
+                    "must name an environment variable".into(),
+                );
+            }
+            if aws.resume_after_last_key {
+                bad(
+                    "aws.resume_after_last_key",
+                    "cannot be combined with coordination.mode: kubernetes (a key watermark cannot be \
+                     split across partitions)"
+                        .into(),
+                );
+            }
+        }
+        if !(1..=256).contains(&co.partitions) {
+            bad(
+                "coordination.partitions",
+                format!("{} is out of range 1..=256", co.partitions),
+            );
+        }
+        if co.renew_interval.get().is_zero() || co.renew_interval.get() * 3 > co.lease_duration.get() {
+            bad(
+                "coordination.renew_interval",
+                format!(
+                    "{} must be greater than zero and at most a third of coordination.lease_duration ({})",
+                    co.renew_interval, co.lease_duration
+                ),
+            );
+        }
+        if co.status_interval.get() < std::time::Duration::from_secs(1) {
+            bad(
+                "coordination.status_interval",
+                "must be at least 1s (10s or more in production)".into(),
+            );
         }
 
         if errors.is_empty() {

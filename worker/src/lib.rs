@@ -8,6 +8,7 @@ pub mod admin;
 pub mod batch;
 pub mod check_schema;
 pub mod checkpoint;
+pub mod coordination;
 pub mod dead_letter;
 pub mod demo;
 pub mod local_s3;

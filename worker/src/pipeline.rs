@@ -29,6 +29,9 @@ pub use object::ObjectError;
 use crate::batch::Batch;
 use crate::batch::batcher::{self, BatchLimits, RecordChunk};
 use crate::checkpoint::{CheckpointHandle, CheckpointState, Checkpointer, FileCheckpointStore};
+use crate::coordination::CoordinationSettings;
+use crate::coordination::partitions::Checkpoints;
+use crate::coordination::runtime::Coordination;
 use crate::dead_letter::DeadLetterSink;
 use crate::resilience::{BreakerState, CircuitBreaker, RateLimiter};
 use crate::sink::{Delivery, EntraTokenProvider, LogsIngestionClient};
@@ -72,6 +75,9 @@ pub enum PipelineError {
     /// The source stopped with an error.
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
+    /// Coordination through the Kubernetes API could not start.
+    #[error("failed to coordinate through the kubernetes api: {0}")]
+    Coordination(String),
 }
 
 /// State every stage reads. Holds no channel senders, so channels close as their producers end.
@@ -131,6 +137,9 @@ pub struct Worker {
     checkpoint_task: tokio::task::JoinHandle<Result<(), crate::checkpoint::CheckpointError>>,
     breaker: CircuitBreaker,
     ready: Option<oneshot::Sender<()>>,
+    /// Kubernetes client and identity for `coordination.mode: kubernetes`, when given by the caller
+    /// (tests); otherwise built from the environment (in-cluster or `KUBECONFIG`).
+    kube: Option<(kube::Client, String)>,
 }
 
 impl Worker {
@@ -209,7 +218,42 @@ impl Worker {
             checkpoint_task,
             breaker,
             ready,
+            kube: None,
         })
+    }
+
+    /// Uses `client` and `identity` for `coordination.mode: kubernetes` instead of the in-cluster
+    /// client and the identity environment variable (several workers in one test process).
+    pub fn with_kube(mut self, client: kube::Client, identity: impl Into<String>) -> Worker {
+        self.kube = Some((client, identity.into()));
+        self
+    }
+
+    /// Starts coordination when `coordination.mode: kubernetes`.
+    async fn start_coordination(&mut self, partitioned: bool) -> Result<Option<Coordination>, PipelineError> {
+        let cfg = &self.shared.config;
+        let given = self.kube.take();
+        let identity = match &given {
+            Some((_, identity)) => Some(identity.clone()),
+            None => std::env::var(&cfg.coordination.identity_env).ok(),
+        };
+        let Some(settings) = CoordinationSettings::from_config(cfg, identity)
+            .map_err(|e| PipelineError::Coordination(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let client = match given {
+            Some((client, _)) => client,
+            None => kube::Client::try_default().await.map_err(|e| {
+                PipelineError::Coordination(format!(
+                    "unable to build a Kubernetes client (in-cluster or KUBECONFIG): {e}"
+                ))
+            })?,
+        };
+        Coordination::start(client, settings, self.shared.metrics.clone(), partitioned)
+            .await
+            .map(Some)
+            .map_err(|e| PipelineError::Coordination(e.to_string()))
     }
 
     /// The breaker, for status reporting.
@@ -238,15 +282,24 @@ impl Worker {
             once: options.once,
             once_rounds: cfg.aws.object_attempts,
         };
+        let coordination = self.start_coordination(true).await?;
+        let checkpoints = coordination
+            .as_ref()
+            .and_then(Coordination::checkpoints)
+            .unwrap_or_else(|| Checkpoints::Single(self.checkpoint.clone()));
         let source = PollSource::new(
             self.shared.s3.clone(),
             settings,
             self.shared.limiter.clone(),
-            self.checkpoint.clone(),
+            checkpoints,
             self.shared.metrics.clone(),
             self.ready.take(),
         );
-        self.run_source(Box::new(source), stop).await
+        let result = self.run_source(Box::new(source), stop).await;
+        if let Some(coordination) = coordination {
+            coordination.shutdown().await;
+        }
+        result
     }
 
     /// SQS mode (`sqs` configured): the source that reads S3 event notifications from the queue. There

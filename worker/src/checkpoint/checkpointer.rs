@@ -63,6 +63,9 @@ struct Inner {
     saved: u64,
     waiters: Vec<Waiter>,
     stopped: bool,
+    /// Set when the store refused a save because another replica owns it now
+    /// ([`CheckpointError::Fenced`]): retrying cannot help, so the task ends.
+    fenced: Option<String>,
 }
 
 struct Waiter {
@@ -90,6 +93,7 @@ impl Checkpointer {
                 saved: 0,
                 waiters: Vec::new(),
                 stopped: false,
+                fenced: None,
             }),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -300,6 +304,9 @@ impl Actor {
             // After a failure, retry on the tick rather than on every new request.
             if dirty && (ticked || (urgent && !backing_off)) {
                 backing_off = self.save_once().await.is_err();
+                if let Some(message) = self.shared.lock().fenced.clone() {
+                    return Err(CheckpointError::Lease(message));
+                }
             }
         }
     }
@@ -324,6 +331,19 @@ impl Actor {
                     let _ = waiter.tx.send(Ok(()));
                 }
                 Ok(())
+            }
+            Err(error @ CheckpointError::Fenced { .. }) => {
+                self.metrics
+                    .checkpoint_writes
+                    .with_label_values(&["fenced"])
+                    .inc();
+                let message = error.to_string();
+                tracing::warn!(%message, "checkpoint store fenced off; this replica no longer records this progress");
+                for waiter in inner.waiters.drain(..) {
+                    let _ = waiter.tx.send(Err(CheckpointError::Lease(message.clone())));
+                }
+                inner.fenced = Some(message.clone());
+                Err(message)
             }
             Err(error) => {
                 self.metrics.checkpoint_writes.with_label_values(&["error"]).inc();
@@ -360,6 +380,9 @@ impl Actor {
             let Err(last_error) = self.save_once().await else {
                 continue;
             };
+            if let Some(message) = self.shared.lock().fenced.clone() {
+                return Err(CheckpointError::Lease(message));
+            }
             failures += 1;
             if failures >= FINAL_SAVE_ATTEMPTS {
                 return Err(CheckpointError::SaveFailed {

@@ -103,6 +103,31 @@ pub enum CheckpointError {
     /// The [`Checkpointer`] task has stopped.
     #[error("unable to reach the checkpointer: it has stopped")]
     Stopped,
+    /// Another replica took the partition's Lease over: this replica's progress on it is no longer
+    /// recorded (the new holder re-reads what was unfinished).
+    #[error("unable to save the checkpoint: lease {lease} is now held by {}", holder.as_deref().unwrap_or("nobody"))]
+    Fenced {
+        /// The Lease.
+        lease: String,
+        /// Its holder now, if known.
+        holder: Option<String>,
+    },
+    /// The encoded checkpoint is too large for its store.
+    #[error(
+        "unable to save the checkpoint in {location}: {bytes} bytes encoded, more than {limit}; raise \
+         coordination.partitions or shorten checkpoint.last_modified_lookback"
+    )]
+    TooLarge {
+        /// Where it was to be written.
+        location: String,
+        /// Its encoded size.
+        bytes: usize,
+        /// The store's limit.
+        limit: usize,
+    },
+    /// Reading or writing a checkpoint kept in the Kubernetes API failed.
+    #[error("{0}")]
+    Lease(String),
 }
 
 /// Durable storage of one [`CheckpointState`].

@@ -13,12 +13,13 @@
 
 use super::{ObjectRef, ObjectSource, SourceError, WorkItem};
 use crate::checkpoint::CheckpointHandle;
+use crate::coordination::partitions::Checkpoints;
 use crate::resilience::RateLimiter;
 use crate::s3::{S3Failure, classify, describe};
 use crate::telemetry::Metrics;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -53,10 +54,20 @@ pub struct PollSource {
     client: aws_sdk_s3::Client,
     settings: PollSettings,
     limiter: RateLimiter,
-    checkpoint: CheckpointHandle,
+    checkpoints: Checkpoints,
     metrics: Metrics,
     in_flight: Arc<Mutex<HashSet<String>>>,
     first_pass: Option<oneshot::Sender<()>>,
+}
+
+/// What [`PollSource::dispatch`] did with an object.
+enum Dispatched {
+    /// Handed to the pipeline.
+    Yes,
+    /// Not read: its partition is no longer held by this replica.
+    PartitionGone,
+    /// The pipeline or the stop signal ended the pass.
+    Stopped,
 }
 
 /// What one listing pass found.
@@ -64,6 +75,8 @@ pub struct PollSource {
 struct PassCounts {
     listed: u64,
     dispatched: u64,
+    /// Objects of held partitions found not done (dispatched now or still in flight): the backlog.
+    unfinished: u64,
     /// Prefixes whose listing failed transiently in this pass.
     list_failures: u64,
     /// The last listing failure, for the error a one-shot run returns.
@@ -71,13 +84,14 @@ struct PassCounts {
 }
 
 impl PollSource {
-    /// A poll source over `client`. `first_pass` fires once the first full listing pass finished
+    /// A poll source over `client` recording progress in `checkpoints` (one checkpoint, or the
+    /// partitions this replica holds). `first_pass` fires once the first full listing pass finished
     /// (readiness).
     pub fn new(
         client: aws_sdk_s3::Client,
         settings: PollSettings,
         limiter: RateLimiter,
-        checkpoint: CheckpointHandle,
+        checkpoints: Checkpoints,
         metrics: Metrics,
         first_pass: Option<oneshot::Sender<()>>,
     ) -> PollSource {
@@ -85,7 +99,7 @@ impl PollSource {
             client,
             settings,
             limiter,
-            checkpoint,
+            checkpoints,
             metrics,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             first_pass,
@@ -113,6 +127,7 @@ impl PollSource {
             let c = self.pass_prefix(prefix, tx, stop, finalizers).await?;
             counts.listed += c.listed;
             counts.dispatched += c.dispatched;
+            counts.unfinished += c.unfinished;
             counts.list_failures += c.list_failures;
             if c.last_failure.is_some() {
                 counts.last_failure = c.last_failure;
@@ -130,15 +145,22 @@ impl PollSource {
     ) -> Result<PassCounts, SourceError> {
         let mut counts = PassCounts::default();
         let pass_started = Utc::now();
-        let key_mode = self.settings.resume_after_last_key;
-        let start_after = if key_mode {
-            self.checkpoint.watermark(prefix)
-        } else {
-            None
-        };
-        let modified_before = self.checkpoint.modified_before(prefix);
-        // LastModified of the oldest listed object that is not finished yet (LastModified mode).
-        let mut oldest_unfinished: Option<DateTime<Utc>> = None;
+        // Key-watermark listings need the one checkpoint of `coordination.mode: none` (validated).
+        let single = self.checkpoints.single().cloned();
+        let key_mode = self.settings.resume_after_last_key && single.is_some();
+        let start_after = single
+            .as_ref()
+            .filter(|_| key_mode)
+            .and_then(|c| c.watermark(prefix));
+        // The partitions held when the pass began: their LastModified watermarks move at its end.
+        let held_at_start = self.checkpoints.held();
+        let modified_before: BTreeMap<u32, Option<DateTime<Utc>>> = held_at_start
+            .iter()
+            .map(|(p, c)| (*p, c.modified_before(prefix)))
+            .collect();
+        // LastModified of the oldest listed object that is not finished yet, per partition
+        // (LastModified mode).
+        let mut oldest_unfinished: BTreeMap<u32, DateTime<Utc>> = BTreeMap::new();
         let mut token: Option<String> = None;
         let mut slowdowns = 0u32;
         loop {
@@ -202,30 +224,37 @@ impl PollSource {
             };
 
             let mut page_keys = Vec::new();
-            let mut covered = Vec::new();
+            let mut covered: BTreeMap<u32, Vec<String>> = BTreeMap::new();
             for obj in page.contents() {
                 let Some(key) = obj.key() else { continue };
                 counts.listed += 1;
                 page_keys.push(key.to_owned());
+                // Another replica's partition (or one being handed over): not ours to read.
+                let Some((partition, checkpoint)) = self.checkpoints.for_key(key) else {
+                    continue;
+                };
                 let size = obj.size().unwrap_or(0).max(0) as u64;
                 let last_modified = obj
                     .last_modified()
                     .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
-                if matches!((last_modified, modified_before), (Some(lm), Some(b)) if lm < b) {
+                let before = modified_before.get(&partition).copied().flatten();
+                if matches!((last_modified, before), (Some(lm), Some(b)) if lm < b) {
                     // Covered by the LastModified watermark: done, and no longer needed by key.
-                    covered.push(key.to_owned());
+                    covered.entry(partition).or_default().push(key.to_owned());
                     continue;
                 }
                 if key.ends_with('/') && size == 0 {
                     // A "folder" marker made by the console: no data, but mark it so watermarks can pass it.
-                    self.checkpoint.done(prefix, key);
+                    checkpoint.done(prefix, key);
                     continue;
                 }
-                if self.checkpoint.is_done_at(prefix, key, last_modified) {
+                if checkpoint.is_done_at(prefix, key, last_modified) {
                     continue;
                 }
+                counts.unfinished += 1;
                 if let Some(lm) = last_modified {
-                    oldest_unfinished = Some(oldest_unfinished.map_or(lm, |o| o.min(lm)));
+                    let oldest = oldest_unfinished.entry(partition).or_insert(lm);
+                    *oldest = (*oldest).min(lm);
                 }
                 if self.in_flight_contains(key) {
                     continue;
@@ -238,19 +267,24 @@ impl PollSource {
                     etag: obj.e_tag().map(str::to_owned),
                     last_modified,
                 };
-                if !self.dispatch(object, tx, stop, finalizers).await? {
-                    return Ok(counts);
+                match self
+                    .dispatch(object, partition, checkpoint, tx, stop, finalizers)
+                    .await?
+                {
+                    Dispatched::Yes => counts.dispatched += 1,
+                    Dispatched::PartitionGone => {}
+                    Dispatched::Stopped => return Ok(counts),
                 }
-                counts.dispatched += 1;
             }
-            if key_mode {
-                self.checkpoint.compact(prefix, page_keys).await;
-            } else if !covered.is_empty() {
-                self.checkpoint.advance_modified_before(
-                    prefix,
-                    modified_before.unwrap_or(pass_started),
-                    &covered,
-                );
+            if let Some(single) = single.as_ref().filter(|_| key_mode) {
+                single.compact(prefix, page_keys).await;
+            } else {
+                for (partition, keys) in covered {
+                    if let Some(checkpoint) = held_at_start.get(&partition) {
+                        let before = modified_before.get(&partition).copied().flatten();
+                        checkpoint.advance_modified_before(prefix, before.unwrap_or(pass_started), &keys);
+                    }
+                }
             }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated().unwrap_or(false) => token = Some(t.to_owned()),
@@ -259,30 +293,42 @@ impl PollSource {
         }
         if !key_mode {
             // The whole prefix was listed: everything last modified before the oldest unfinished object
-            // (or before this pass began), less the lookback margin, is done.
-            let horizon = oldest_unfinished.map_or(pass_started, |o| o.min(pass_started));
+            // (or before this pass began), less the lookback margin, is done. Per partition, and only
+            // for partitions held through the whole pass (a partition taken mid-pass was not fully seen).
             let lookback =
                 chrono::Duration::from_std(self.settings.lookback).unwrap_or(chrono::Duration::hours(1));
-            self.checkpoint
-                .advance_modified_before(prefix, horizon - lookback, &[]);
+            for (partition, checkpoint) in &held_at_start {
+                if !self.checkpoints.holds(*partition) {
+                    continue;
+                }
+                let horizon = oldest_unfinished
+                    .get(partition)
+                    .map_or(pass_started, |o| (*o).min(pass_started));
+                checkpoint.advance_modified_before(prefix, horizon - lookback, &[]);
+            }
         }
         Ok(counts)
     }
 
-    /// Marks the object started (durably), then hands it to the pipeline. Returns false when the
-    /// pipeline or the stop signal ended the pass.
+    /// Marks the object started (durably) in its partition's checkpoint, then hands it to the pipeline.
     async fn dispatch(
         &mut self,
         object: ObjectRef,
+        partition: u32,
+        checkpoint: CheckpointHandle,
         tx: &mpsc::Sender<WorkItem>,
         stop: &CancellationToken,
         finalizers: &mut JoinSet<bool>,
-    ) -> Result<bool, SourceError> {
-        let possible_duplicate = self.checkpoint.was_in_progress(&object.key).is_some();
-        self.checkpoint
-            .started(&object.key, object.etag.clone())
-            .await
-            .map_err(|e| SourceError::Checkpoint(e.to_string()))?;
+    ) -> Result<Dispatched, SourceError> {
+        let possible_duplicate = checkpoint.was_in_progress(&object.key).is_some();
+        if let Err(e) = checkpoint.started(&object.key, object.etag.clone()).await {
+            if !self.checkpoints.holds(partition) {
+                // The partition was lost or handed over meanwhile: its new holder reads the object.
+                debug!(key = %object.key, partition, "partition no longer held; not reading the object");
+                return Ok(Dispatched::PartitionGone);
+            }
+            return Err(SourceError::Checkpoint(e.to_string()));
+        }
         let (done_tx, done_rx) = oneshot::channel();
         let key = object.key.clone();
         let prefix = object.prefix.clone();
@@ -295,18 +341,20 @@ impl PollSource {
             possible_duplicate,
             done: done_tx,
         };
+        self.checkpoints.object_started(partition);
         let sent = tokio::select! {
             r = tx.send(item) => r.is_ok(),
             () = stop.cancelled() => false,
         };
         if !sent {
             self.metrics.objects_pending.dec();
+            self.checkpoints.object_ended(partition);
             if let Ok(mut set) = self.in_flight.lock() {
                 set.remove(&key);
             }
-            return Ok(false);
+            return Ok(Dispatched::Stopped);
         }
-        let checkpoint = self.checkpoint.clone();
+        let checkpoints = self.checkpoints.clone();
         let in_flight = Arc::clone(&self.in_flight);
         finalizers.spawn(async move {
             let outcome = done_rx.await;
@@ -315,12 +363,13 @@ impl PollSource {
                 debug!(key = %key, ?outcome, "object finished");
                 checkpoint.done(&prefix, &key);
             }
+            checkpoints.object_ended(partition);
             if let Ok(mut set) = in_flight.lock() {
                 set.remove(&key);
             }
             finished
         });
-        Ok(true)
+        Ok(Dispatched::Yes)
     }
 }
 

@@ -127,6 +127,14 @@ pub struct Metrics {
     pub checkpoint_last_write_timestamp: IntGauge,
     /// Dead-letter sink writes by `outcome`.
     pub dead_letter_writes: IntCounterVec,
+    /// Poll partitions this replica holds and reads (`coordination.mode: kubernetes`).
+    pub partitions_held: IntGauge,
+    /// Live replicas of the connector as seen by this one (membership Leases).
+    pub coordination_members: IntGauge,
+    /// Partition Lease events by `event` (`acquired`, `released`, `lost`).
+    pub lease_events: IntCounterVec,
+    /// Writes of this pod's entry into the connector's status, by `outcome` (`ok`, `error`).
+    pub status_reports: IntCounterVec,
     /// Pipeline stage queue depth, by `stage` (`objects`, `records`, `batches`).
     pub queue_depth: IntGaugeVec,
     /// Preflight check result by `check` (`config`, `s3_list`, `entra_token`, `dcr_stream`): 1 passed,
@@ -280,6 +288,10 @@ impl Metrics {
                 "Unix time of the last successful checkpoint write",
             )?,
             dead_letter_writes: reg.counter_vec("s3sentinel_dead_letter_writes_total", "Dead-letter sink writes by outcome", &["outcome"])?,
+            partitions_held: reg.gauge("s3sentinel_partitions_held", "Poll partitions this replica holds and reads")?,
+            coordination_members: reg.gauge("s3sentinel_coordination_members", "Live replicas of the connector seen through membership Leases")?,
+            lease_events: reg.counter_vec("s3sentinel_lease_events_total", "Partition Lease events by event (acquired, released, lost)", &["event"])?,
+            status_reports: reg.counter_vec("s3sentinel_status_reports_total", "Writes of this pod's entry into the connector status, by outcome", &["outcome"])?,
             queue_depth: reg.gauge_vec("s3sentinel_queue_depth", "Items waiting between pipeline stages", &["stage"])?,
             preflight_check: reg.gauge_vec(
                 "s3sentinel_preflight_check",

@@ -1,0 +1,299 @@
+//! Writes this pod's entry into the connector's status: `status.workers.<pod>`.
+//!
+//! Each pod server-side-applies only its own map entry, as its own field manager
+//! (`s3-sentinel-worker/<pod>`), so replicas never conflict with each other or with the operator, which
+//! writes the aggregate fields beside them. One write per `coordination.status_interval` (10 s by
+//! default). On shutdown the pod deletes its entry with a merge patch; entries of pods that died are
+//! removed by the operator.
+//!
+//! The figures come from this process's own Prometheus registry, so the status and `/metrics` never
+//! disagree: rates are the change of the counters over the last interval.
+
+use crate::coordination::partitions::Checkpoints;
+use crate::telemetry::Metrics;
+use chrono::{DateTime, SecondsFormat, Utc};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use prometheus::proto::MetricFamily;
+use s3_sentinel_api::connector::S3SentinelConnector;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Counter totals read from the registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    /// Records accepted by Sentinel.
+    pub records: u64,
+    /// Bytes read from S3 objects (decoded).
+    pub bytes: u64,
+    /// Objects finished.
+    pub objects: u64,
+    /// Failed object reads plus failed Logs Ingestion requests.
+    pub failures: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+}
+
+fn sum(families: &[MetricFamily], name: &str, skip: Option<(&str, &[&str])>) -> f64 {
+    families
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric())
+        .filter(|m| {
+            skip.is_none_or(|(label, values)| {
+                !m.get_label()
+                    .iter()
+                    .any(|l| l.name() == label && values.contains(&l.value()))
+            })
+        })
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+/// Reads the totals reported in the status from `metrics`.
+pub fn totals(metrics: &Metrics) -> Totals {
+    let f = metrics.registry.gather();
+    let n = |name: &str| sum(&f, name, None).max(0.0) as u64;
+    Totals {
+        records: n("s3sentinel_records_processed_total"),
+        bytes: n("s3sentinel_processed_bytes_total"),
+        objects: n("s3sentinel_objects_processed_total"),
+        failures: n("s3sentinel_objects_failed_total")
+            + sum(
+                &f,
+                "s3sentinel_sentinel_requests_total",
+                Some(("outcome", &["accepted"])),
+            )
+            .max(0.0) as u64,
+        dead_lettered: n("s3sentinel_records_dead_lettered_total"),
+    }
+}
+
+/// The breaker state's status spelling from the gauge's value.
+fn breaker_name(value: i64) -> &'static str {
+    match value {
+        2 => "Open",
+        1 => "HalfOpen",
+        _ => "Closed",
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Builds this pod's status entry (pure, for tests).
+#[allow(clippy::too_many_arguments)]
+pub fn entry(
+    now: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    totals: Totals,
+    previous: Option<(Totals, Duration)>,
+    breaker: i64,
+    breaker_since: DateTime<Utc>,
+    in_flight_batches: i64,
+    backlog: i64,
+    partitions: Vec<u32>,
+) -> Value {
+    let (records_per_second, bytes_per_second) = match previous {
+        Some((before, elapsed)) if !elapsed.is_zero() => {
+            let secs = elapsed.as_secs_f64();
+            (
+                totals.records.saturating_sub(before.records) as f64 / secs,
+                totals.bytes.saturating_sub(before.bytes) as f64 / secs,
+            )
+        }
+        _ => (0.0, 0.0),
+    };
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    json!({
+        "recordsPerSecond": round(records_per_second),
+        "bytesPerSecond": round(bytes_per_second),
+        "breaker": breaker_name(breaker),
+        "breakerSince": rfc3339(breaker_since),
+        "inFlightBatches": in_flight_batches,
+        "backlog": backlog,
+        "partitions": partitions,
+        "lastHeartbeat": rfc3339(now),
+        "startedAt": rfc3339(started_at),
+        "totals": {
+            "records": totals.records,
+            "bytes": totals.bytes,
+            "objects": totals.objects,
+            "failures": totals.failures,
+            "deadLettered": totals.dead_lettered,
+        },
+    })
+}
+
+/// Where and as whom the reporter writes.
+#[derive(Debug, Clone)]
+pub struct ReporterSettings {
+    /// The connector's namespace.
+    pub namespace: String,
+    /// The connector's name.
+    pub connector: String,
+    /// This pod's name (the map key).
+    pub pod: String,
+    /// Period between writes.
+    pub interval: Duration,
+}
+
+impl ReporterSettings {
+    /// The field manager this pod writes as.
+    pub fn field_manager(&self) -> String {
+        format!("s3-sentinel-worker/{}", self.pod)
+    }
+}
+
+/// Reports every `interval` until `stop`, then removes this pod's entry.
+pub async fn report_periodically(
+    client: kube::Client,
+    settings: ReporterSettings,
+    metrics: Metrics,
+    partitions: Option<Checkpoints>,
+    stop: CancellationToken,
+) {
+    let api: Api<S3SentinelConnector> = Api::namespaced(client, &settings.namespace);
+    let started_at = Utc::now();
+    let mut breaker_seen = metrics.breaker_state.get();
+    let mut breaker_since = started_at;
+    let mut previous: Option<(Totals, Instant)> = None;
+    let params = PatchParams::apply(&settings.field_manager()).force();
+    loop {
+        let now = Utc::now();
+        let breaker = metrics.breaker_state.get();
+        if breaker != breaker_seen {
+            breaker_seen = breaker;
+            breaker_since = now;
+        }
+        let current = totals(&metrics);
+        let held: Vec<u32> = partitions
+            .as_ref()
+            .map(|c| c.held().into_keys().collect())
+            .unwrap_or_default();
+        let backlog = metrics
+            .registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "s3sentinel_backlog")
+            .map_or(metrics.objects_pending.get(), |f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| m.get_gauge().get_value() as i64)
+                    .sum()
+            });
+        let body = entry(
+            now,
+            started_at,
+            current,
+            previous.map(|(t, at)| (t, at.elapsed())),
+            breaker,
+            breaker_since,
+            metrics.inflight_batches.get(),
+            backlog,
+            held,
+        );
+        previous = Some((current, Instant::now()));
+        let patch = json!({
+            "apiVersion": "s3sentinel.io/v1alpha1",
+            "kind": "S3SentinelConnector",
+            "metadata": {"name": settings.connector, "namespace": settings.namespace},
+            "status": {"workers": {settings.pod.clone(): body}},
+        });
+        match api
+            .patch_status(&settings.connector, &params, &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => {
+                metrics.status_reports.with_label_values(&["ok"]).inc();
+                debug!("reported status into the connector");
+            }
+            Err(error) => {
+                metrics.status_reports.with_label_values(&["error"]).inc();
+                warn!(%error, connector = %settings.connector, "unable to report status into the connector");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(settings.interval) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    let remove = json!({"status": {"workers": {settings.pod.clone(): null}}});
+    if let Err(error) = api
+        .patch_status(
+            &settings.connector,
+            &PatchParams::default(),
+            &Patch::Merge(&remove),
+        )
+        .await
+    {
+        warn!(%error, "unable to remove this pod's status entry; the operator removes it once the pod is gone");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_has_rates_from_the_last_interval_and_totals() {
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let now = t0 + chrono::Duration::seconds(30);
+        let before = Totals {
+            records: 1000,
+            bytes: 50_000,
+            ..Totals::default()
+        };
+        let after = Totals {
+            records: 3000,
+            bytes: 150_000,
+            objects: 4,
+            failures: 1,
+            dead_lettered: 2,
+        };
+        let e = entry(
+            now,
+            t0,
+            after,
+            Some((before, Duration::from_secs(10))),
+            2,
+            now,
+            3,
+            17,
+            vec![1, 5],
+        );
+        assert_eq!(e["recordsPerSecond"], 200.0);
+        assert_eq!(e["bytesPerSecond"], 10_000.0);
+        assert_eq!(e["breaker"], "Open");
+        assert_eq!(e["breakerSince"], "2026-01-01T00:00:30Z");
+        assert_eq!(e["inFlightBatches"], 3);
+        assert_eq!(e["backlog"], 17);
+        assert_eq!(e["partitions"], json!([1, 5]));
+        assert_eq!(e["startedAt"], "2026-01-01T00:00:00Z");
+        assert_eq!(
+            e["totals"],
+            json!({"records": 3000, "bytes": 150_000, "objects": 4, "failures": 1, "deadLettered": 2})
+        );
+        let first = entry(now, t0, after, None, 0, t0, 0, 0, vec![]);
+        assert_eq!(first["recordsPerSecond"], 0.0, "no rate before a second sample");
+        assert_eq!(first["breaker"], "Closed");
+    }
+
+    #[test]
+    fn totals_sum_every_label_and_count_failed_requests() {
+        let m = Metrics::new().unwrap();
+        m.records_processed.with_label_values(&["cloudtrail"]).inc_by(5);
+        m.records_processed.with_label_values(&["vpc_flow"]).inc_by(7);
+        m.sentinel_requests.with_label_values(&["accepted"]).inc_by(3);
+        m.sentinel_requests.with_label_values(&["throttled"]).inc_by(2);
+        let t = totals(&m);
+        assert_eq!(t.records, 12);
+        assert_eq!(t.failures, 2, "accepted requests are not failures");
+    }
+}
