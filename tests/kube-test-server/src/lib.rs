@@ -145,7 +145,7 @@ impl TestServer {
     }
 
     /// Serves ConfigMaps, Secrets, Services, ServiceAccounts, Pods, Deployments, HorizontalPodAutoscalers
-    /// (v2), PodDisruptionBudgets, Leases and Events (core and events.k8s.io).
+    /// (v2), PodDisruptionBudgets, Leases, Roles, RoleBindings and Events (core and events.k8s.io).
     pub fn register_builtins(&self) {
         let builtin = |group: &str, version: &str, plural: &str, kind: &str, status: bool| ResourceInfo {
             group: group.into(),
@@ -178,6 +178,14 @@ impl TestServer {
                 true,
             ),
             builtin("coordination.k8s.io", "v1", "leases", "Lease", false),
+            builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", false),
+            builtin(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "rolebindings",
+                "RoleBinding",
+                false,
+            ),
             builtin("events.k8s.io", "v1", "events", "Event", false),
         ] {
             self.register(info);

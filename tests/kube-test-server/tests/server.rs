@@ -359,3 +359,101 @@ async fn lease_manager_elects_exactly_one_holder() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn status_map_entries_have_their_own_managers_and_merge_patch_null_removes_one() {
+    // The pattern of s3-sentinel's worker status: each pod applies its own key of a status map with its
+    // own field manager; a controller removes a gone pod's key with a guarded JSON merge patch.
+    let server = TestServer::new();
+    let api: Api<Deployment> = Api::namespaced(server.client(), "ns");
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(deployment("d")).unwrap(),
+    )
+    .await
+    .unwrap();
+    for pod in ["a", "b"] {
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                          "status": {"workers": {pod: {"n": 1, "pod": pod}}}});
+        // No force: entries of different pods never conflict.
+        api.patch_status(
+            "d",
+            &PatchParams::apply(&format!("worker/{pod}")),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+    }
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": {"workers": {"a": {"n": 2, "pod": "a"}}}});
+    api.patch_status("d", &PatchParams::apply("worker/a"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let stored = server.object("apps", "deployments", "ns", "d").unwrap();
+    assert_eq!(
+        stored["status"]["workers"],
+        json!({"a": {"n": 2, "pod": "a"}, "b": {"n": 1, "pod": "b"}})
+    );
+
+    let stale = json!({"metadata": {"resourceVersion": "1"}, "status": {"workers": {"b": null}}});
+    let err = api
+        .patch_status("d", &PatchParams::default(), &Patch::Merge(&stale))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 409), "{err}");
+    let rv = stored["metadata"]["resourceVersion"].as_str().unwrap();
+    let remove =
+        json!({"metadata": {"resourceVersion": rv}, "status": {"workers": {"b": null}, "retired": 1}});
+    api.patch_status("d", &PatchParams::default(), &Patch::Merge(&remove))
+        .await
+        .unwrap();
+    let stored = server.object("apps", "deployments", "ns", "d").unwrap();
+    assert_eq!(stored["status"]["workers"], json!({"a": {"n": 2, "pod": "a"}}));
+    assert_eq!(stored["status"]["retired"], 1);
+    // The removed pod can report again (its manager no longer owns anything in the way).
+    let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "status": {"workers": {"b": {"n": 3, "pod": "b"}}}});
+    api.patch_status("d", &PatchParams::apply("worker/b"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let stored = server.object("apps", "deployments", "ns", "d").unwrap();
+    assert_eq!(stored["status"]["workers"]["b"]["n"], 3);
+}
+
+#[tokio::test]
+async fn pods_are_listed_by_label_and_rbac_objects_are_served() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let server = TestServer::new();
+    let pods: Api<Pod> = Api::namespaced(server.client(), "ns");
+    for (name, app) in [("w-1", "worker"), ("w-2", "worker"), ("other", "web")] {
+        let pod = json!({"metadata": {"name": name, "labels": {"app": app, "instance": "c"}},
+                         "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap())
+            .await
+            .unwrap();
+    }
+    let listed: Vec<String> = pods
+        .list(&ListParams::default().labels("app=worker,instance=c"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(listed, ["w-1", "w-2"]);
+    let roles: Api<Role> = Api::namespaced(server.client(), "ns");
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"},
+                      "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]});
+    roles
+        .patch("r", &PatchParams::apply("op"), &Patch::Apply(&role))
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(server.client(), "ns");
+    let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "r"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"}});
+    bindings
+        .patch("r", &PatchParams::apply("op"), &Patch::Apply(&rb))
+        .await
+        .unwrap();
+    assert_eq!(roles.get("r").await.unwrap().rules.unwrap()[0].verbs, ["get"]);
+    assert_eq!(bindings.get("r").await.unwrap().role_ref.name, "r");
+}
