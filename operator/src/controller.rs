@@ -1,6 +1,12 @@
 //! The reconcile driver: `kube_runtime::Controller` over `S3SentinelConnector` and the objects it owns,
-//! calling [`reconcile`] — dereference Secrets → [`validate`] → [`build`] → [`apply`] → [`status`] — and
-//! [`error_policy`] (exponential backoff per connector) on failure.
+//! calling [`reconcile`] — dereference Secrets → remove [`workers`] entries of gone pods → [`validate`] →
+//! [`build`] → [`apply`] → [`status`] — and [`error_policy`] (exponential backoff per connector) on
+//! failure.
+//!
+//! While a connector has workers it is requeued every [`Settings::worker_resync`], which bounds how stale
+//! the aggregate and how late the removal of a gone pod's entry can be even without events. (Every
+//! worker status write is also a connector event and triggers a reconcile; filtering those out by
+//! `metadata.generation` needs kube's `unstable-runtime` stream API, which is not enabled.)
 //!
 //! Owned objects are garbage-collected by Kubernetes through their owner references, so deleting a
 //! connector needs no finalizer.
@@ -10,6 +16,7 @@ pub mod build;
 pub mod fixtures;
 pub mod status;
 pub mod validate;
+pub mod workers;
 
 use crate::build::service_monitor;
 use crate::labels;
@@ -19,6 +26,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -63,6 +71,9 @@ pub enum Error {
     /// Writing the status failed.
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    /// Listing the worker pods or removing gone pods' status entries failed.
+    #[error(transparent)]
+    Workers(#[from] workers::WorkersError),
 }
 
 impl Error {
@@ -77,6 +88,7 @@ impl Error {
                 "delete_leftovers"
             }
             Error::Status(_) => "status",
+            Error::Workers(_) => "workers",
         }
     }
 }
@@ -86,6 +98,9 @@ impl Error {
 pub struct Settings {
     /// Re-check interval of a healthy connector (drift is also caught by the owned-object watches).
     pub resync: Duration,
+    /// Re-check interval while the connector has worker pods or worker entries: the aggregate is
+    /// recomputed and gone pods' entries removed at least this often.
+    pub worker_resync: Duration,
     /// Re-check interval of a connector whose spec or Secrets are invalid (Secrets are not watched).
     pub invalid_retry: Duration,
     /// First backoff after a failed reconcile; doubles per consecutive failure.
@@ -102,6 +117,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             resync: Duration::from_secs(300),
+            worker_resync: Duration::from_secs(15),
             invalid_retry: Duration::from_secs(30),
             backoff_base: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
@@ -221,6 +237,46 @@ async fn reconcile_inner(connector: &S3SentinelConnector, ctx: &Context) -> Resu
     }
     let connectors: Api<S3SentinelConnector> = Api::namespaced(ctx.client.clone(), &namespace);
 
+    // Worker entries first, so the aggregate, the Degraded condition and the autoscaler hold below are
+    // computed from live pods only.
+    let mut connector = std::borrow::Cow::Borrowed(connector);
+    let has_entries = connector.status.as_ref().is_some_and(|s| !s.workers.is_empty());
+    if has_entries {
+        let live = workers::live_pods(&ctx.client, &namespace, &name).await?;
+        let (after, removed) = workers::remove_gone(&connectors, &connector, &live, Timestamp::now()).await?;
+        if !removed.is_empty() {
+            tracing::info!(connector = %name, %namespace, pods = ?removed, "removed status entries of gone worker pods");
+            connector.to_mut().status = Some(after);
+        }
+    }
+    let connector: &S3SentinelConnector = &connector;
+    let current = connector.status.clone().unwrap_or_default();
+    let reported_workers = &current.workers;
+    let breaker = workers::breaker_report(reported_workers);
+    let aggregate = workers::aggregate(reported_workers, current.retired_totals.unwrap_or_default());
+    // Held from the moment a breaker opens until every breaker has closed again (half-open is a probe,
+    // not a recovery).
+    let hold = match (
+        &breaker,
+        connector.spec.scaling.autoscaling() && !connector.spec.suspend,
+    ) {
+        (Some(_), true) => Some(crate::build::hpa::BreakerHold {
+            replicas: current.replicas.unwrap_or(connector.spec.scaling.min_replicas),
+        }),
+        _ => None,
+    };
+    let reported = status::Reported {
+        aggregate,
+        breaker,
+        hold,
+    };
+    let busy = !reported_workers.is_empty() || current.replicas.is_some_and(|n| n > 0);
+    let healthy_resync = if busy {
+        ctx.settings.worker_resync
+    } else {
+        ctx.settings.resync
+    };
+
     let secrets = fetch_secrets(&ctx.client, &namespace, connector).await?;
     let validated: Result<ValidatedConnector, Vec<validate::ValidationError>> =
         validate::validate(connector, &secrets, &ctx.defaults);
@@ -242,12 +298,19 @@ async fn reconcile_inner(connector: &S3SentinelConnector, ctx: &Context) -> Resu
                 &name,
                 status::Outcome::Invalid(errors),
                 deployment.as_ref(),
+                &reported,
                 Timestamp::now(),
             );
-            (s, Ok(Action::requeue(ctx.settings.invalid_retry)))
+            (
+                s,
+                Ok(Action::requeue(ctx.settings.invalid_retry.min(healthy_resync))),
+            )
         }
         Ok(v) => {
-            let desired = build::build(v);
+            if let Some(h) = hold {
+                tracing::info!(connector = %name, %namespace, max_replicas = h.replicas, "Sentinel breaker open: holding the autoscaler's maxReplicas");
+            }
+            let desired = build::build(v, build::Observed { breaker_hold: hold });
             let service_monitor_crd = ctx.service_monitor_crd().await;
             match apply::apply(&ctx.client, &namespace, &name, &desired, service_monitor_crd).await {
                 Ok(applied) => {
@@ -262,9 +325,10 @@ async fn reconcile_inner(connector: &S3SentinelConnector, ctx: &Context) -> Resu
                             suspended: connector.spec.suspend,
                         },
                         Some(&applied.deployment),
+                        &reported,
                         Timestamp::now(),
                     );
-                    (s, Ok(Action::requeue(ctx.settings.resync)))
+                    (s, Ok(Action::requeue(healthy_resync)))
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -274,6 +338,7 @@ async fn reconcile_inner(connector: &S3SentinelConnector, ctx: &Context) -> Resu
                         &name,
                         status::Outcome::ApplyFailed(&message),
                         None,
+                        &reported,
                         Timestamp::now(),
                     );
                     (s, Err(Error::Apply(e)))
@@ -360,6 +425,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     }
     let ns = ctx.settings.namespace.clone();
     Controller::new(connectors, watcher::Config::default())
+        .owns(api::<Role>(&client, &ns), owned.clone())
+        .owns(api::<RoleBinding>(&client, &ns), owned.clone())
         .owns(api::<Deployment>(&client, &ns), owned.clone())
         .owns(api::<ConfigMap>(&client, &ns), owned.clone())
         .owns(api::<Service>(&client, &ns), owned.clone())

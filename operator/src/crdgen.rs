@@ -3,11 +3,14 @@
 //! chart checks). The `crdgen` binary writes them; `tests/generated.rs` fails when the committed CRD
 //! differs from [`crd_yaml`].
 
-use crate::controller::build::build;
+use crate::controller::build::{Observed, build};
 use crate::controller::fixtures;
 use crate::controller::validate::validate;
 use kube::CustomResourceExt;
-use s3_sentinel_api::connector::{AwsCredentialsMethod, S3SentinelConnector};
+use s3_sentinel_api::connector::{
+    AwsCredentialsMethod, BacklogScalingSpec, PoisonMessages, S3SentinelConnector, SqsSpec,
+};
+use s3_sentinel_api::duration::HumanDuration;
 use std::path::{Path, PathBuf};
 
 /// Paths of the committed CRD copies, relative to the workspace root.
@@ -42,8 +45,9 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// Every object the operator builds for a set of fixture variants, as a multi-document YAML stream
-/// (ServiceMonitors excluded: they are not in the Kubernetes schemas).
+/// Every object the operator builds for a set of fixture variants (fixed, autoscaled on CPU, on the poll
+/// backlog and on the SQS backlog, suspended), as a multi-document YAML stream (ServiceMonitors excluded:
+/// they are not in the Kubernetes schemas).
 pub fn dump_objects() -> Result<String, GenError> {
     let mut variants = Vec::new();
     variants.push(("autoscaled-client-secret", fixtures::connector()));
@@ -67,14 +71,42 @@ pub fn dump_objects() -> Result<String, GenError> {
     suspended.metadata.name = Some("suspended".into());
     suspended.spec.suspend = true;
     variants.push(("suspended", suspended));
+    let mut poll_backlog = fixtures::connector();
+    poll_backlog.metadata.name = Some("poll-backlog".into());
+    poll_backlog.spec.scaling.backlog = Some(BacklogScalingSpec {
+        target_per_replica: 100,
+    });
+    variants.push(("poll-backlog", poll_backlog));
+    let mut sqs_backlog = fixtures::connector();
+    sqs_backlog.metadata.name = Some("sqs-backlog".into());
+    sqs_backlog.spec.source.sqs = Some(SqsSpec {
+        queue_url: "https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail-events".into(),
+        max_receive_count: 5,
+        poison_messages: PoisonMessages::DeadLetter,
+        visibility_timeout: HumanDuration::from_secs(300),
+    });
+    sqs_backlog.spec.scaling.backlog = Some(BacklogScalingSpec {
+        target_per_replica: 50,
+    });
+    variants.push(("sqs-backlog", sqs_backlog));
 
     let mut out = String::new();
     for (label, c) in variants {
         let v = validate(&c, &fixtures::secrets(), &fixtures::defaults())
             .map_err(|e| GenError::Fixture(label, format!("{e:?}")))?;
-        let d = build(&v);
+        let d = build(&v, Observed::default());
         let mut docs = vec![
             with_type(serde_yaml::to_value(&d.service_account)?, "v1", "ServiceAccount"),
+            with_type(
+                serde_yaml::to_value(&d.role)?,
+                "rbac.authorization.k8s.io/v1",
+                "Role",
+            ),
+            with_type(
+                serde_yaml::to_value(&d.role_binding)?,
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+            ),
             with_type(serde_yaml::to_value(&d.config_map)?, "v1", "ConfigMap"),
             with_type(serde_yaml::to_value(&d.deployment)?, "apps/v1", "Deployment"),
             with_type(serde_yaml::to_value(&d.service)?, "v1", "Service"),

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 pub const MANAGED_BY: &str = "s3-sentinel-operator";
 /// Label naming the connector an object belongs to.
 pub const CONNECTOR_LABEL: &str = "s3sentinel.io/connector";
+/// Prometheus label the ServiceMonitor copies from [`CONNECTOR_LABEL`] onto every scraped series
+/// (`targetLabels`; Prometheus replaces `.` and `/` with `_`). The SQS backlog autoscaler selects on it.
+pub const METRIC_CONNECTOR_LABEL: &str = "s3sentinel_io_connector";
 /// The runbook label on worker pods.
 pub const APP_LABEL: &str = "app";
 /// Value of [`APP_LABEL`].

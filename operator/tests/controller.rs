@@ -31,6 +31,7 @@ fn server() -> TestServer {
 fn settings() -> Settings {
     Settings {
         resync: Duration::from_secs(600),
+        worker_resync: Duration::from_millis(300),
         invalid_retry: Duration::from_millis(200),
         backoff_base: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
@@ -621,6 +622,124 @@ fn authz(r: &kube_test_server::Recorded) -> (String, String, String) {
     (verb.to_owned(), group, resource)
 }
 
+/// Plays a worker pod: server-side-applies its own `status.workers` entry with its own field manager,
+/// without force (it must never conflict with the operator or another pod).
+async fn report(server: &TestServer, pod: &str, entry: serde_json::Value) {
+    let api: Api<S3SentinelConnector> = Api::namespaced(server.client_as(pod), NS);
+    let body = json!({"apiVersion": "s3sentinel.io/v1alpha1", "kind": "S3SentinelConnector",
+                      "status": {"workers": {pod: entry}}});
+    api.patch_status(
+        "cloudtrail",
+        &PatchParams::apply(&format!("s3-sentinel-worker/{pod}")),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap();
+}
+
+fn entry(breaker: &str, records_per_second: f64, records: i64) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    json!({"recordsPerSecond": records_per_second, "bytesPerSecond": 1000.0, "breaker": breaker,
+           "breakerSince": "2026-01-01T00:00:00Z", "inFlightBatches": 1, "backlog": 5, "partitions": [0, 1],
+           "lastHeartbeat": now, "startedAt": now,
+           "totals": {"records": records, "bytes": records * 10, "objects": 2, "failures": 0, "deadLettered": 1}})
+}
+
+async fn create_worker_pod(server: &TestServer, name: &str) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(server.client(), NS);
+    let mut labels = s3_sentinel_operator::labels::object_labels("cloudtrail");
+    labels.extend(s3_sentinel_operator::labels::selector_labels("cloudtrail"));
+    let pod = json!({"metadata": {"name": name, "labels": labels},
+                     "spec": {"containers": [{"name": "worker", "image": "w"}]},
+                     "status": {"phase": "Running"}});
+    pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn worker_reports_are_aggregated_gone_pods_removed_and_an_open_breaker_degrades() {
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(&server, "cloudtrail").await;
+    wait_ready(&server, "cloudtrail").await;
+
+    for pod in ["cloudtrail-a", "cloudtrail-b"] {
+        create_worker_pod(&server, pod).await;
+    }
+    report(&server, "cloudtrail-a", entry("Closed", 10.0, 100)).await;
+    report(&server, "cloudtrail-b", entry("Closed", 2.5, 40)).await;
+    let c = wait_for("the aggregate of two workers", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        let s = c.status.clone()?;
+        (s.reporting_workers == Some(2) && s.records_per_second == Some(12.5)).then_some(c)
+    })
+    .await;
+    let s = c.status.unwrap();
+    assert_eq!(s.backlog, Some(10));
+    assert_eq!(s.totals.unwrap().records, 140);
+    assert_eq!(s.workers.len(), 2, "the operator must keep the workers' entries");
+
+    // A worker's next report never conflicts with the operator's status writes.
+    report(&server, "cloudtrail-a", entry("Closed", 11.0, 110)).await;
+
+    // Pod b goes away: its entry is removed and its totals retired, within a bounded time.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(server.client(), NS);
+    pods.delete("cloudtrail-b", &DeleteParams::default())
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let s = wait_for("the gone pod's entry to be removed", async || {
+        let s = connectors(&server).get("cloudtrail").await.ok()?.status?;
+        (!s.workers.contains_key("cloudtrail-b") && s.reporting_workers == Some(1)).then_some(s)
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("gone pod entry removed after {took:?}");
+    assert!(took < Duration::from_secs(5), "removal took {took:?}");
+    assert_eq!(s.retired_totals.unwrap().records, 40);
+    assert_eq!(
+        s.totals.unwrap().records,
+        150,
+        "totals must not drop when a pod goes away"
+    );
+    assert_eq!(s.records_per_second, Some(11.0));
+
+    // An open breaker degrades the connector and holds the autoscaler at the current count.
+    report(&server, "cloudtrail-a", entry("Open", 0.0, 110)).await;
+    let (_, reason, message) = wait_for("Degraded=True", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        condition(&c, "Degraded").filter(|d| d.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "BreakerOpen");
+    assert!(
+        message.contains("cloudtrail-a (since 2026-01-01T00:00:00Z)"),
+        "{message}"
+    );
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(server.client(), NS);
+    wait_for("maxReplicas held at the current count", async || {
+        let h = hpas.get("cloudtrail").await.ok()?;
+        (h.spec?.max_replicas == 1).then_some(())
+    })
+    .await;
+    report(&server, "cloudtrail-a", entry("Closed", 9.0, 120)).await;
+    wait_for("Degraded=False and maxReplicas back to the spec", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        let h = hpas.get("cloudtrail").await.ok()?;
+        (condition(&c, "Degraded")?.0 == "False" && h.spec?.max_replicas == 4).then_some(())
+    })
+    .await;
+    stop.cancel();
+}
+
 #[tokio::test]
 async fn every_request_is_covered_by_the_declared_permissions() {
     let declared: serde_yaml::Value = serde_yaml::from_str(
@@ -689,6 +808,13 @@ async fn every_request_is_covered_by_the_declared_permissions() {
     .await;
     mark_deployment_ready(&server, "cloudtrail").await;
     wait_ready(&server, "cloudtrail").await;
+    // A report from a pod that does not exist: the operator lists the pods and removes the entry.
+    report(&server, "cloudtrail-gone", entry("Closed", 1.0, 1)).await;
+    wait_for("the stray entry to be removed", async || {
+        let s = connectors(&server).get("cloudtrail").await.ok()?.status?;
+        s.workers.is_empty().then_some(())
+    })
+    .await;
     let mut fixed = fixtures::connector();
     fixed.spec.scaling.max_replicas = 1;
     apply_connector(&server, &fixed).await;
@@ -723,6 +849,9 @@ async fn every_request_is_covered_by_the_declared_permissions() {
         ("get", "", "secrets"),
         ("patch", "monitoring.coreos.com", "servicemonitors"),
         ("create", "events.k8s.io", "events"),
+        ("list", "", "pods"),
+        ("patch", "rbac.authorization.k8s.io", "roles"),
+        ("patch", "rbac.authorization.k8s.io", "rolebindings"),
     ] {
         let needed = (needed.0.to_owned(), needed.1.to_owned(), needed.2.to_owned());
         assert!(

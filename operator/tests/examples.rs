@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use s3_sentinel_api::connector::S3SentinelConnector;
-use s3_sentinel_operator::controller::build::build;
+use s3_sentinel_operator::controller::build::{Observed, build};
 use s3_sentinel_operator::controller::fixtures;
 use s3_sentinel_operator::controller::validate::{referenced_secrets, validate};
 use s3_sentinel_operator::crdgen::workspace_root;
@@ -35,7 +35,12 @@ fn example_secrets() -> BTreeMap<String, Secret> {
 #[test]
 fn example_connectors_validate_with_the_example_secrets() {
     let secrets = example_secrets();
-    for file in ["connector.yaml", "connector-workload-identity.yaml"] {
+    for file in [
+        "connector.yaml",
+        "connector-workload-identity.yaml",
+        "connector-sqs.yaml",
+        "connector-backlog-scaling.yaml",
+    ] {
         for doc in docs(file) {
             let mut c: S3SentinelConnector = serde_json::from_value(doc).unwrap();
             c.metadata.uid = Some("uid".into());
@@ -46,7 +51,7 @@ fn example_connectors_validate_with_the_example_secrets() {
                 );
             }
             let v = validate(&c, &secrets, &fixtures::defaults()).unwrap_or_else(|e| panic!("{file}: {e:?}"));
-            let desired = build(&v);
+            let desired = build(&v, Observed::default());
             assert_eq!(desired.deployment.metadata.namespace.as_deref(), Some("logs"));
         }
     }
@@ -66,7 +71,7 @@ fn the_quickstart_connector_validates_and_uses_irsa() {
     c.metadata.uid = Some("uid".into());
     let v = validate(&c, &example_secrets(), &fixtures::defaults())
         .unwrap_or_else(|e| panic!("quickstart: {e:?}"));
-    let desired = build(&v);
+    let desired = build(&v, Observed::default());
     // The IRSA trust policy in the quickstart trusts system:serviceaccount:logs:cloudtrail.
     assert_eq!(
         desired.service_account.metadata.name.as_deref(),

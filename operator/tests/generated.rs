@@ -22,6 +22,8 @@ fn object_dump_covers_every_kind() {
     let dump = crdgen::dump_objects().unwrap();
     for kind in [
         "ServiceAccount",
+        "Role",
+        "RoleBinding",
         "ConfigMap",
         "Deployment",
         "Service",
@@ -49,5 +51,52 @@ fn committed_connector_reference_matches_the_crd_schema() {
         "self.minReplicas <= self.maxReplicas",
     ] {
         assert!(expected.contains(needle), "{needle} missing");
+    }
+}
+
+#[test]
+fn operator_holds_every_permission_it_grants_the_workers() {
+    // Kubernetes refuses to let the operator create a Role that grants more than the operator holds.
+    let declared: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(crdgen::workspace_root().join("tests/chart/operator-permissions.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut held = std::collections::BTreeSet::new();
+    for section in ["cluster", "heldForWorkers"] {
+        for rule in declared[section].as_sequence().unwrap() {
+            for verb in rule["verbs"].as_sequence().unwrap() {
+                held.insert((
+                    rule["group"].as_str().unwrap().to_owned(),
+                    rule["resource"].as_str().unwrap().to_owned(),
+                    verb.as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    let mut needed_only_for_workers = std::collections::BTreeSet::new();
+    for (group, resource, verbs) in s3_sentinel_operator::build::role::RULES {
+        for verb in verbs {
+            let p = (group.to_owned(), resource.to_owned(), (*verb).to_owned());
+            assert!(
+                held.contains(&p),
+                "the worker Role grants {p:?}, which the operator does not hold"
+            );
+            needed_only_for_workers.insert(p);
+        }
+    }
+    // And heldForWorkers holds nothing the worker Role does not need.
+    for rule in declared["heldForWorkers"].as_sequence().unwrap() {
+        for verb in rule["verbs"].as_sequence().unwrap() {
+            let p = (
+                rule["group"].as_str().unwrap().to_owned(),
+                rule["resource"].as_str().unwrap().to_owned(),
+                verb.as_str().unwrap().to_owned(),
+            );
+            assert!(
+                needed_only_for_workers.contains(&p),
+                "{p:?} is held for workers but not granted to them"
+            );
+        }
     }
 }

@@ -78,8 +78,50 @@ def test_crd_validates_and_matches_the_committed_copy(versions):
 
 def test_operator_objects_validate(operator_objects, versions):
     kinds = {d["kind"] for d in operator_objects}
-    assert kinds == {"ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+    assert kinds == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    }
     validate_all(operator_objects, versions)
+
+
+def test_operator_autoscalers_cover_cpu_and_backlog_metrics(operator_objects):
+    metrics = {m["type"]: m for hpa in by_kind(operator_objects, "HorizontalPodAutoscaler") for m in hpa["spec"]["metrics"]}
+    assert set(metrics) == {"Resource", "Pods", "External"}
+    assert metrics["Pods"]["pods"]["metric"]["name"] == "s3sentinel_backlog"
+    assert metrics["Pods"]["pods"]["target"]["type"] == "AverageValue"
+    external = metrics["External"]["external"]
+    assert external["metric"]["name"] == "s3sentinel_sqs_messages_visible"
+    assert external["metric"]["selector"]["matchLabels"] == {"s3sentinel_io_connector": "sqs-backlog"}
+
+
+def test_worker_role_is_granted_to_the_worker_service_account(operator_objects):
+    for rb in by_kind(operator_objects, "RoleBinding"):
+        name = rb["metadata"]["name"]
+        assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": rb["metadata"]["namespace"]}]
+    granted_to_workers = {r for role in by_kind(operator_objects, "Role") for r in granted(role["rules"])}
+    assert ("update", "coordination.k8s.io", "leases") in granted_to_workers
+    assert ("patch", "s3sentinel.io", "s3sentinelconnectors/status") in granted_to_workers
+    # The escalation check: the operator can only create a Role granting what it holds itself.
+    (cluster_role,) = by_kind(all_docs(render({})), "ClusterRole")
+    assert granted_to_workers <= granted(cluster_role["rules"])
+
+
+def test_crd_has_the_scale_subresource():
+    crd = yaml.safe_load((ROOT / "crds" / "s3sentinelconnector.yaml").read_text())
+    scale = crd["spec"]["versions"][0]["subresources"]["scale"]
+    assert scale == {
+        "specReplicasPath": ".spec.scaling.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
 
 
 def test_operator_pods_meet_the_restricted_profile(operator_objects):
@@ -118,7 +160,8 @@ def test_rbac_is_least_privilege():
     assert rules[("", "secrets")] == {"get"}, "Secrets are read by name only, never listed or watched"
     assert rules[("s3sentinel.io", "s3sentinelconnectors")] == {"get", "list", "watch"}
     assert rules[("s3sentinel.io", "s3sentinelconnectors/status")] == {"get", "patch"}
-    assert ("", "pods") not in rules
+    assert rules[("", "pods")] == {"list"}, "worker pods are only listed, to drop gone pods' status entries"
+    assert not {"escalate", "bind"} & rules[("rbac.authorization.k8s.io", "roles")]
     (lease_role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election")]
     assert all(rule["resources"] == ["leases"] for rule in lease_role["rules"])
 
@@ -164,7 +207,9 @@ def crd_schema() -> dict:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-@pytest.mark.parametrize("name", ["connector.yaml", "connector-workload-identity.yaml"])
+@pytest.mark.parametrize(
+    "name", ["connector.yaml", "connector-workload-identity.yaml", "connector-sqs.yaml", "connector-backlog-scaling.yaml"]
+)
 def test_example_connectors_match_the_crd_schema(name):
     schema = crd_schema()
     docs = [d for d in load_docs((ROOT / "examples" / name).read_text()) if d["kind"] == "S3SentinelConnector"]
@@ -204,7 +249,7 @@ def test_rbac_grants_exactly_the_declared_permissions():
     """operator-permissions.yaml is checked against the operator's real requests by the Rust tests."""
     docs = all_docs(render({}))
     (cluster_role,) = by_kind(docs, "ClusterRole")
-    assert granted(cluster_role["rules"]) == declared("cluster")
+    assert granted(cluster_role["rules"]) == declared("cluster") | declared("heldForWorkers")
     (lease_role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("leader-election")]
     assert granted(lease_role["rules"]) == declared("leaderElection")
     lease_name = yaml.safe_load((CHART / "values.yaml").read_text())["leaderElection"]["leaseName"]
@@ -212,7 +257,9 @@ def test_rbac_grants_exactly_the_declared_permissions():
     assert named and all(rule["resourceNames"] == [lease_name] for rule in named)
     no_monitors = all_docs(render({"rbac": {"serviceMonitors": False}}))
     (cluster_role,) = by_kind(no_monitors, "ClusterRole")
-    assert granted(cluster_role["rules"]) == {p for p in declared("cluster") if p[1] != "monitoring.coreos.com"}
+    assert granted(cluster_role["rules"]) == {
+        p for p in declared("cluster") | declared("heldForWorkers") if p[1] != "monitoring.coreos.com"
+    }
 
 
 def test_crd_defaults_validate_against_their_own_schema():

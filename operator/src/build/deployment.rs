@@ -7,13 +7,15 @@
 
 use super::service::METRICS_PORT_NAME;
 use super::{config_map_name, owned_meta};
-use crate::controller::validate::{ADMIN_PORT, CONFIG_DIR, CONFIG_FILE, DATA_DIR, ValidatedConnector};
+use crate::controller::validate::{
+    ADMIN_PORT, CONFIG_DIR, CONFIG_FILE, DATA_DIR, POD_NAME_ENV, ValidatedConnector,
+};
 use crate::labels;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -42,7 +44,9 @@ pub fn build(v: &ValidatedConnector) -> Deployment {
     let drain = v.worker_config.shutdown.drain_timeout.get().as_secs() as i64;
     let pod = PodSpec {
         service_account_name: Some(v.name.clone()),
-        automount_service_account_token: Some(false),
+        // The worker talks to the Kubernetes API (partition Leases, its status entry) as the worker
+        // ServiceAccount, limited by the worker Role.
+        automount_service_account_token: Some(true),
         containers: vec![container(v)],
         volumes: Some(vec![
             Volume {
@@ -140,7 +144,7 @@ fn container(v: &ValidatedConnector) -> Container {
             "--config".into(),
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
         ]),
-        env: (!v.env.is_empty()).then(|| v.env.clone()),
+        env: Some(env(v)),
         ports: Some(vec![ContainerPort {
             name: Some(METRICS_PORT_NAME.into()),
             container_port: ADMIN_PORT,
@@ -175,6 +179,24 @@ fn container(v: &ValidatedConnector) -> Container {
         ]),
         ..Default::default()
     }
+}
+
+/// The container's environment: `POD_NAME` from the downward API (the worker's identity for its Leases
+/// and its `status.workers` entry), then the Secret references.
+fn env(v: &ValidatedConnector) -> Vec<EnvVar> {
+    let mut env = vec![EnvVar {
+        name: POD_NAME_ENV.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".into()),
+                field_path: "metadata.name".into(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    env.extend(v.env.iter().cloned());
+    env
 }
 
 /// Requests and limits when the connector sets none: small, with a CPU request so autoscaling works.

@@ -6,6 +6,8 @@ pub mod config_map;
 pub mod deployment;
 pub mod hpa;
 pub mod pdb;
+pub mod role;
+pub mod role_binding;
 pub mod service;
 pub mod service_account;
 pub mod service_monitor;

@@ -1,5 +1,7 @@
 //! The worker ServiceAccount: the pods' cloud identity (IRSA, EKS Pod Identity, Azure Workload Identity)
-//! is attached to it through annotations. Workers do not call the Kubernetes API, so no token is mounted.
+//! is attached to it through annotations. Its token is not automounted by default; the worker pod
+//! template opts in, because the workers call the Kubernetes API (Leases, their status entry) with the
+//! permissions of the worker [`Role`](super::role).
 
 use super::owned_meta;
 use crate::controller::validate::ValidatedConnector;

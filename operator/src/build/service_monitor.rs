@@ -28,6 +28,9 @@ pub fn build(v: &ValidatedConnector) -> DynamicObject {
         "spec": {
             "selector": {"matchLabels": labels::selector_labels(&v.name)},
             "namespaceSelector": {"matchNames": [v.namespace]},
+            // Copies the connector label onto every series (as `s3sentinel_io_connector`) so an external
+            // metric (the SQS backlog) can be selected per connector.
+            "targetLabels": [labels::CONNECTOR_LABEL],
             "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics", "interval": "30s"}],
         }
     });

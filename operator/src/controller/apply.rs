@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -82,6 +83,13 @@ pub async fn apply(
         &desired.service_account,
     )
     .await?;
+    // The Role before its binding, both before the pods that use them.
+    ssa(&Api::<Role>::namespaced(client.clone(), namespace), &desired.role).await?;
+    ssa(
+        &Api::<RoleBinding>::namespaced(client.clone(), namespace),
+        &desired.role_binding,
+    )
+    .await?;
     ssa(
         &Api::<ConfigMap>::namespaced(client.clone(), namespace),
         &desired.config_map,
@@ -135,6 +143,28 @@ pub async fn apply(
             connector,
             &keep_one(desired.service_account.metadata.name.as_ref()),
             "ServiceAccount",
+        )
+        .await?,
+    );
+    let role = Api::<Role>::namespaced(client.clone(), namespace);
+    deleted.extend(
+        delete_leftovers(
+            &role,
+            namespace,
+            connector,
+            &keep_one(desired.role.metadata.name.as_ref()),
+            "Role",
+        )
+        .await?,
+    );
+    let rb = Api::<RoleBinding>::namespaced(client.clone(), namespace);
+    deleted.extend(
+        delete_leftovers(
+            &rb,
+            namespace,
+            connector,
+            &keep_one(desired.role_binding.metadata.name.as_ref()),
+            "RoleBinding",
         )
         .await?,
     );

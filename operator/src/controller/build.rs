@@ -3,11 +3,15 @@
 //! unchanged connector changes nothing in the cluster.
 
 use super::validate::ValidatedConnector;
-use crate::build::{config_map, deployment, hpa, pdb, service, service_account, service_monitor};
+use crate::build::hpa::BreakerHold;
+use crate::build::{
+    config_map, deployment, hpa, pdb, role, role_binding, service, service_account, service_monitor,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::DynamicObject;
 
 /// Everything one connector owns.
@@ -15,6 +19,10 @@ use kube::api::DynamicObject;
 pub struct DesiredObjects {
     /// The worker ServiceAccount.
     pub service_account: ServiceAccount,
+    /// What the worker pods may do in the Kubernetes API.
+    pub role: Role,
+    /// Grants [`Self::role`] to [`Self::service_account`].
+    pub role_binding: RoleBinding,
     /// The rendered worker configuration.
     pub config_map: ConfigMap,
     /// The worker Deployment.
@@ -29,13 +37,22 @@ pub struct DesiredObjects {
     pub service_monitor: DynamicObject,
 }
 
+/// What the builders need to know about the connector's running state (not its spec).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Set while a worker reports the Sentinel breaker open: the autoscaler's ceiling is held.
+    pub breaker_hold: Option<BreakerHold>,
+}
+
 /// Builds every owned object of `v`.
-pub fn build(v: &ValidatedConnector) -> DesiredObjects {
+pub fn build(v: &ValidatedConnector, observed: Observed) -> DesiredObjects {
     DesiredObjects {
         service_account: service_account::build(v),
+        role: role::build(v),
+        role_binding: role_binding::build(v),
         config_map: config_map::build(v),
         deployment: deployment::build(v),
-        hpa: hpa::build(v),
+        hpa: hpa::build(v, observed.breaker_hold),
         service: service::build(v),
         pdb: pdb::build(v),
         service_monitor: service_monitor::build(v),
@@ -52,7 +69,10 @@ mod tests {
     use s3_sentinel_api::WorkerConfig;
 
     fn desired(c: &s3_sentinel_api::connector::S3SentinelConnector) -> DesiredObjects {
-        build(&validate(c, &fixtures::secrets(), &fixtures::defaults()).unwrap())
+        build(
+            &validate(c, &fixtures::secrets(), &fixtures::defaults()).unwrap(),
+            Observed::default(),
+        )
     }
 
     fn pod(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
@@ -74,6 +94,8 @@ mod tests {
         let d = desired(&fixtures::connector());
         let metas = [
             &d.service_account.metadata,
+            &d.role.metadata,
+            &d.role_binding.metadata,
             &d.config_map.metadata,
             &d.deployment.metadata,
             &d.hpa.as_ref().unwrap().metadata,
@@ -150,7 +172,12 @@ mod tests {
             sc.capabilities.as_ref().unwrap().drop.as_deref(),
             Some(&["ALL".to_owned()][..])
         );
-        assert_eq!(p.automount_service_account_token, Some(false));
+        assert_eq!(
+            p.automount_service_account_token,
+            Some(true),
+            "the worker calls the Kubernetes API (Leases, its status entry)"
+        );
+        assert_eq!(d.service_account.automount_service_account_token, Some(false));
         let mounts: Vec<(&str, Option<bool>)> = c
             .volume_mounts
             .as_ref()
@@ -206,7 +233,12 @@ mod tests {
         let env = pod(&d.deployment).containers[0].env.clone().unwrap();
         for e in &env {
             assert!(e.value.is_none(), "{} has an inline value", e.name);
-            assert!(e.value_from.as_ref().unwrap().secret_key_ref.is_some());
+            let from = e.value_from.as_ref().unwrap();
+            if e.name == "POD_NAME" {
+                assert_eq!(from.field_ref.as_ref().unwrap().field_path, "metadata.name");
+            } else {
+                assert!(from.secret_key_ref.is_some(), "{}", e.name);
+            }
         }
         let dump = serde_json::to_string(&d.deployment).unwrap();
         assert!(!dump.contains("s3cr3t"));
@@ -292,6 +324,86 @@ mod tests {
         );
         let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
         assert!(matches!(v.replicas, Replicas::Autoscaled { .. }));
+    }
+
+    #[test]
+    fn fixed_replicas_follow_the_scale_subresource_field() {
+        let mut c = fixtures::connector();
+        c.spec.scaling.max_replicas = 1;
+        c.spec.scaling.replicas = Some(3);
+        let d = desired(&c);
+        assert_eq!(d.deployment.spec.as_ref().unwrap().replicas, Some(3));
+        assert!(d.hpa.is_none());
+        // With autoscaling on, `replicas` is ignored: the autoscaler owns the count.
+        c.spec.scaling.max_replicas = 4;
+        let d = desired(&c);
+        assert_eq!(d.deployment.spec.as_ref().unwrap().replicas, None);
+        assert_eq!(d.hpa.unwrap().spec.unwrap().max_replicas, 4);
+    }
+
+    #[test]
+    fn workers_get_a_role_for_leases_and_their_status_entry() {
+        let d = desired(&fixtures::connector());
+        let rules = d.role.rules.clone().unwrap();
+        let granted: Vec<(String, String, Vec<String>)> = rules
+            .iter()
+            .map(|r| {
+                (
+                    r.api_groups.clone().unwrap()[0].clone(),
+                    r.resources.clone().unwrap()[0].clone(),
+                    r.verbs.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            granted,
+            [
+                (
+                    "coordination.k8s.io".to_owned(),
+                    "leases".to_owned(),
+                    ["get", "list", "watch", "create", "update", "patch"]
+                        .map(String::from)
+                        .to_vec()
+                ),
+                (
+                    "s3sentinel.io".to_owned(),
+                    "s3sentinelconnectors".to_owned(),
+                    vec!["get".to_owned()]
+                ),
+                (
+                    "s3sentinel.io".to_owned(),
+                    "s3sentinelconnectors/status".to_owned(),
+                    vec!["get".to_owned(), "patch".to_owned()]
+                ),
+            ]
+        );
+        let rb = &d.role_binding;
+        assert_eq!(
+            (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+            ("Role", "cloudtrail")
+        );
+        let subject = &rb.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "cloudtrail", Some(fixtures::NAMESPACE))
+        );
+    }
+
+    #[test]
+    fn config_tells_the_worker_to_coordinate_through_kubernetes() {
+        let d = desired(&fixtures::connector());
+        let yaml = &d.config_map.data.as_ref().unwrap()["config.yaml"];
+        let doc: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let co = &doc["coordination"];
+        assert_eq!(co["mode"], "kubernetes");
+        assert_eq!(co["namespace"], fixtures::NAMESPACE);
+        assert_eq!(co["connector"], "cloudtrail");
+        assert_eq!(co["partitions"], 8);
+        assert!(doc.get("sqs").is_none(), "poll mode renders no sqs section");
     }
 
     #[test]

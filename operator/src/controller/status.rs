@@ -3,10 +3,16 @@
 //! subresource) only when it changed. Conditions keep their `lastTransitionTime` unless their status
 //! flips; transitions of Ready and Degraded are recorded as Kubernetes Events.
 //!
+//! The worker aggregate (throughput, breaker, backlog, totals; see [`super::workers`]) is part of the
+//! status the operator writes; a breaker reported open or half-open by any worker makes the connector
+//! `Degraded`. The operator never applies `status.workers`: each worker pod owns its own entry.
+//!
 //! [`compute`] is pure and unit-tested; [`write`] and [`publish_events`] are the only API calls.
 
 use super::validate::ValidationError;
+use super::workers::{Aggregate, BreakerReport};
 use crate::FIELD_MANAGER;
+use crate::build::hpa::BreakerHold;
 use crate::labels;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -14,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
-use s3_sentinel_api::connector::{S3SentinelConnector, S3SentinelConnectorStatus};
+use s3_sentinel_api::connector::{BreakerState, S3SentinelConnector, S3SentinelConnectorStatus};
 use serde_json::json;
 
 /// Condition type: the workers run the current spec and are ready.
@@ -42,6 +48,21 @@ pub mod reason {
     pub const SUSPENDED: &str = "Suspended";
     /// Writing the owned objects failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// A worker reports the Sentinel circuit breaker open.
+    pub const BREAKER_OPEN: &str = "BreakerOpen";
+    /// A worker reports the Sentinel circuit breaker half-open (probing).
+    pub const BREAKER_HALF_OPEN: &str = "BreakerHalfOpen";
+}
+
+/// What the workers report, as the operator sees it in this reconcile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reported {
+    /// The aggregate over the live `status.workers` entries.
+    pub aggregate: Aggregate,
+    /// Pods whose breaker is not closed.
+    pub breaker: Option<BreakerReport>,
+    /// The autoscaler ceiling held because of an open breaker.
+    pub hold: Option<BreakerHold>,
 }
 
 /// What this reconcile did.
@@ -73,14 +94,15 @@ pub enum StatusError {
     },
 }
 
-/// The status the operator wants, merged into `current` (so fields written by others, like the workers'
-/// throughput, and unchanged conditions' timestamps are kept).
+/// The status the operator wants, merged into `current` (so the workers' entries and unchanged
+/// conditions' timestamps are kept).
 pub fn compute(
     current: Option<&S3SentinelConnectorStatus>,
     generation: Option<i64>,
     name: &str,
     outcome: Outcome<'_>,
     deployment: Option<&Deployment>,
+    reported: &Reported,
     now: Timestamp,
 ) -> S3SentinelConnectorStatus {
     let mut status = current.cloned().unwrap_or_default();
@@ -89,6 +111,13 @@ pub fn compute(
     status.replicas = rollout.map(|r| r.replicas);
     status.ready_replicas = rollout.map(|r| r.ready);
     status.selector = Some(labels::selector_string(name));
+    let a = &reported.aggregate;
+    status.records_per_second = Some(a.records_per_second);
+    status.bytes_per_second = Some(a.bytes_per_second);
+    status.breaker = a.breaker;
+    status.backlog = a.backlog;
+    status.reporting_workers = Some(a.reporting_workers);
+    status.totals = Some(a.totals);
 
     let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
         type_: type_.into(),
@@ -141,6 +170,8 @@ pub fn compute(
             };
             let degraded = if r.stuck {
                 cond(DEGRADED, true, reason::ROLLOUT_STUCK, "the worker Deployment exceeded its progress deadline; check `kubectl describe pods -l app=s3-sentinel-connector`".into())
+            } else if let Some(b) = &reported.breaker {
+                breaker_condition(b, reported.hold, &cond)
             } else {
                 cond(DEGRADED, false, reason::AS_EXPECTED, String::new())
             };
@@ -175,6 +206,39 @@ pub fn compute(
     status
 }
 
+/// The Degraded condition for workers whose Sentinel breaker is not closed.
+fn breaker_condition(
+    b: &BreakerReport,
+    hold: Option<BreakerHold>,
+    cond: &impl Fn(&str, bool, &str, String) -> Condition,
+) -> Condition {
+    let pods = b.pod_list();
+    let held = hold.map_or(String::new(), |h| {
+        format!(
+            "; the autoscaler's maxReplicas is held at {} until it closes, because more pods only add load to a failing or throttling Sentinel",
+            h.replicas
+        )
+    });
+    match b.state {
+        BreakerState::HalfOpen => cond(
+            DEGRADED,
+            true,
+            reason::BREAKER_HALF_OPEN,
+            format!(
+                "the Sentinel circuit breaker is half-open (probing after failures) in {pods}{held}; see docs/runbooks/breaker-open.md"
+            ),
+        ),
+        _ => cond(
+            DEGRADED,
+            true,
+            reason::BREAKER_OPEN,
+            format!(
+                "the Sentinel circuit breaker is open in {pods}: deliveries are paused after repeated failures{held}; see docs/runbooks/breaker-open.md"
+            ),
+        ),
+    }
+}
+
 /// Puts `new` into `conditions`, keeping the old `lastTransitionTime` when the status did not change.
 pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
@@ -193,26 +257,31 @@ pub fn condition<'a>(status: Option<&'a S3SentinelConnectorStatus>, type_: &str)
     status.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
 }
 
-/// Writes `status` when it differs from the connector's current status. Returns whether it wrote.
+/// The part of `status` the operator owns and applies: everything except `workers` (each worker pod owns
+/// its entry) and `retiredTotals` (changed only together with a removal, see [`super::workers`]). Unset
+/// fields are left out rather than sent as null.
+pub fn operator_fields(status: &S3SentinelConnectorStatus) -> serde_json::Value {
+    let mut owned = status.clone();
+    owned.workers.clear();
+    owned.retired_totals = None;
+    serde_json::to_value(&owned).unwrap_or_else(|_| json!({}))
+}
+
+/// Writes `status` when the operator's part of it differs from the connector's current status. Returns
+/// whether it wrote.
 pub async fn write(
     api: &Api<S3SentinelConnector>,
     connector: &S3SentinelConnector,
     status: &S3SentinelConnectorStatus,
 ) -> Result<bool, StatusError> {
-    if connector.status.as_ref() == Some(status) {
+    let wanted = operator_fields(status);
+    if connector.status.as_ref().map(operator_fields) == Some(wanted.clone()) {
         return Ok(false);
     }
-    // Only the fields the operator owns are applied; worker-reported fields stay with their manager.
     let patch = json!({
         "apiVersion": S3SentinelConnector::api_version(&()),
         "kind": S3SentinelConnector::kind(&()),
-        "status": {
-            "observedGeneration": status.observed_generation,
-            "conditions": status.conditions,
-            "replicas": status.replicas,
-            "readyReplicas": status.ready_replicas,
-            "selector": status.selector,
-        }
+        "status": wanted,
     });
     api.patch_status(
         &connector.name_any(),
@@ -328,8 +397,10 @@ impl Rollout {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::controller::workers;
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use s3_sentinel_api::connector::{WorkerStatus, WorkerTotals};
 
     fn deployment(replicas: i32, ready: i32) -> Deployment {
         Deployment {
@@ -368,6 +439,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(2, 2)),
+            &Reported::default(),
             t(0),
         );
         assert_eq!(get(&s, READY).status, "True");
@@ -384,6 +456,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(2, 1)),
+            &Reported::default(),
             t(0),
         );
         assert_eq!(
@@ -403,6 +476,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(1, 0)),
+            &Reported::default(),
             t(0),
         );
         let b = compute(
@@ -411,6 +485,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(1, 0)),
+            &Reported::default(),
             t(10),
         );
         assert_eq!(
@@ -423,6 +498,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(1, 1)),
+            &Reported::default(),
             t(20),
         );
         assert_eq!(get(&c, READY).last_transition_time, Time(t(20)));
@@ -436,7 +512,15 @@ mod tests {
             namespace: "logs".into(),
             name: "entra".into(),
         }];
-        let s = compute(None, Some(1), "c", Outcome::Invalid(&errors), None, t(0));
+        let s = compute(
+            None,
+            Some(1),
+            "c",
+            Outcome::Invalid(&errors),
+            None,
+            &Reported::default(),
+            t(0),
+        );
         let d = get(&s, DEGRADED);
         assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "SecretNotFound"));
         assert!(d.message.contains("Secret logs/entra"), "{}", d.message);
@@ -452,16 +536,44 @@ mod tests {
             "c",
             Outcome::Applied { suspended: true },
             Some(&deployment(0, 0)),
+            &Reported::default(),
             t(0),
         );
         assert_eq!(get(&s, READY).reason, reason::SUSPENDED);
         assert_eq!(get(&s, DEGRADED).status, "False");
     }
 
+    fn workers_map(breakers: &[(&str, BreakerState)]) -> std::collections::BTreeMap<String, WorkerStatus> {
+        breakers
+            .iter()
+            .map(|(pod, b)| {
+                (
+                    (*pod).to_owned(),
+                    WorkerStatus {
+                        records_per_second: 5.0,
+                        breaker: *b,
+                        breaker_since: Some("2026-01-01T00:00:00Z".into()),
+                        last_heartbeat: t(0).to_string(),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn reported(w: &std::collections::BTreeMap<String, WorkerStatus>, hold: Option<BreakerHold>) -> Reported {
+        Reported {
+            aggregate: workers::aggregate(w, WorkerTotals::default()),
+            breaker: workers::breaker_report(w),
+            hold,
+        }
+    }
+
     #[test]
-    fn worker_reported_fields_survive() {
+    fn worker_entries_survive_and_the_aggregate_is_published() {
+        let w = workers_map(&[("a", BreakerState::Closed), ("b", BreakerState::Closed)]);
         let old = S3SentinelConnectorStatus {
-            records_per_second: Some(42.0),
+            workers: w.clone(),
             ..Default::default()
         };
         let s = compute(
@@ -469,10 +581,90 @@ mod tests {
             Some(1),
             "c",
             Outcome::Applied { suspended: false },
-            Some(&deployment(1, 1)),
+            Some(&deployment(2, 2)),
+            &reported(&w, None),
             t(0),
         );
-        assert_eq!(s.records_per_second, Some(42.0));
+        assert_eq!(s.workers, w);
+        assert_eq!(s.records_per_second, Some(10.0));
+        assert_eq!(
+            (s.reporting_workers, s.breaker),
+            (Some(2), Some(BreakerState::Closed))
+        );
+        let owned = operator_fields(&s);
+        assert!(
+            owned.get("workers").is_none(),
+            "the operator must never apply worker entries"
+        );
+        assert!(owned.get("retiredTotals").is_none());
+        assert_eq!(owned["reportingWorkers"], 2);
+        assert_eq!(get(&s, DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn an_open_breaker_degrades_and_names_the_pods_and_the_hold() {
+        let w = workers_map(&[("a", BreakerState::Open), ("b", BreakerState::HalfOpen)]);
+        let s = compute(
+            None,
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(2, 2)),
+            &reported(&w, Some(BreakerHold { replicas: 2 })),
+            t(0),
+        );
+        let d = get(&s, DEGRADED);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", reason::BREAKER_OPEN)
+        );
+        assert!(
+            d.message.contains("open in a (since 2026-01-01T00:00:00Z)"),
+            "{}",
+            d.message
+        );
+        assert!(d.message.contains("maxReplicas is held at 2"), "{}", d.message);
+        assert_eq!(
+            get(&s, READY).status,
+            "True",
+            "Ready keeps its meaning: the pods run the spec"
+        );
+        let ev = transition_events(None, &s);
+        assert!(ev.iter().any(|e| e.reason == reason::BREAKER_OPEN));
+
+        let w = workers_map(&[("a", BreakerState::Closed), ("b", BreakerState::HalfOpen)]);
+        let half = compute(
+            Some(&s),
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(2, 2)),
+            &reported(&w, None),
+            t(5),
+        );
+        let d = get(&half, DEGRADED);
+        assert_eq!(d.reason, reason::BREAKER_HALF_OPEN);
+        assert!(
+            d.message.starts_with("the Sentinel circuit breaker is half-open"),
+            "{}",
+            d.message
+        );
+        let w = workers_map(&[("a", BreakerState::Closed)]);
+        let closed = compute(
+            Some(&half),
+            Some(1),
+            "c",
+            Outcome::Applied { suspended: false },
+            Some(&deployment(2, 2)),
+            &reported(&w, None),
+            t(9),
+        );
+        assert_eq!(get(&closed, DEGRADED).status, "False");
+        let reasons: Vec<String> = transition_events(Some(&half), &closed)
+            .into_iter()
+            .map(|e| e.reason)
+            .collect();
+        assert_eq!(reasons, ["Recovered"]);
     }
 
     #[test]
@@ -481,7 +673,15 @@ mod tests {
             field: "spec.x".into(),
             problem: "bad".into(),
         }];
-        let bad = compute(None, Some(1), "c", Outcome::Invalid(&errors), None, t(0));
+        let bad = compute(
+            None,
+            Some(1),
+            "c",
+            Outcome::Invalid(&errors),
+            None,
+            &Reported::default(),
+            t(0),
+        );
         let ev = transition_events(None, &bad);
         assert_eq!(
             ev.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
@@ -494,6 +694,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(1, 1)),
+            &Reported::default(),
             t(5),
         );
         let reasons: Vec<String> = transition_events(Some(&bad), &good)
@@ -507,6 +708,7 @@ mod tests {
             "c",
             Outcome::Applied { suspended: false },
             Some(&deployment(1, 0)),
+            &Reported::default(),
             t(9),
         );
         let ev = transition_events(Some(&good), &down);

@@ -13,7 +13,8 @@ use kube::{Resource, ResourceExt};
 use s3_sentinel_api::WorkerConfig;
 use s3_sentinel_api::config::ConfigError;
 use s3_sentinel_api::connector::{
-    AwsCredentialsMethod, EntraAuthMethod, S3SentinelConnector, S3SentinelConnectorSpec, WorkerPodSpec,
+    AwsCredentialsMethod, EntraAuthMethod, S3SentinelConnector, S3SentinelConnectorSpec, SourceSpec,
+    WorkerPodSpec,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -29,6 +30,9 @@ pub const DATA_DIR: &str = "/var/lib/s3-sentinel";
 pub const ADMIN_PORT: i32 = 9090;
 /// Environment variable the worker reads the Entra client secret from.
 pub const CLIENT_SECRET_ENV: &str = "AZURE_CLIENT_SECRET";
+/// Environment variable holding the pod's name (downward API): the worker's identity for its Leases and
+/// its `status.workers` entry (`coordination.identity_env` of the worker configuration).
+pub const POD_NAME_ENV: &str = "POD_NAME";
 
 /// Settings of the operator that apply to every connector.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +87,26 @@ impl ValidationError {
     }
 }
 
+/// What the autoscaler scales on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalingMetric {
+    /// Average CPU utilisation, percent of the request.
+    Cpu {
+        /// Target percent.
+        percent: i32,
+    },
+    /// Poll mode: the per-pod metric `s3sentinel_backlog` (objects waiting), average per pod.
+    PollBacklog {
+        /// Target objects per pod.
+        per_replica: i32,
+    },
+    /// SQS mode: the external metric `s3sentinel_sqs_messages_visible` for this connector, per pod.
+    SqsBacklog {
+        /// Target visible messages per pod.
+        per_replica: i32,
+    },
+}
+
 /// How many worker pods, and who decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replicas {
@@ -94,8 +118,8 @@ pub enum Replicas {
         min: i32,
         /// Most pods.
         max: i32,
-        /// Target average CPU utilisation, percent.
-        cpu_percent: i32,
+        /// What it scales on.
+        metric: ScalingMetric,
     },
     /// `spec.suspend`: zero pods, no autoscaler.
     Suspended,
@@ -131,6 +155,8 @@ pub struct ValidatedConnector {
     pub image: String,
     /// Replica policy.
     pub replicas: Replicas,
+    /// Whether objects are discovered through SQS (`spec.source.sqs`) rather than by listing.
+    pub sqs_mode: bool,
     /// Environment variables of the worker container (Secret references only, never values).
     pub env: Vec<EnvVar>,
     /// Whether pods are labelled for Azure Workload Identity.
@@ -188,6 +214,12 @@ pub fn validate(
                 scaling.min_replicas, scaling.max_replicas
             ),
         ));
+    }
+
+    if let Some(sqs) = &spec.source.sqs
+        && let Err(problem) = check_queue_url(&sqs.queue_url, &spec.source)
+    {
+        errors.push(invalid("spec.source.sqs.queueUrl", problem));
     }
 
     let mut env = Vec::new();
@@ -296,7 +328,8 @@ pub fn validate(
         (EntraAuthMethod::WorkloadIdentity, None) => {}
     }
 
-    let worker_config = match WorkerConfig::from_yaml(&render_worker_config(spec).to_string()) {
+    let rendered = render_worker_config(spec, &name, &namespace);
+    let worker_config = match WorkerConfig::from_yaml(&rendered.to_string()) {
         Ok(c) => Some(c),
         Err(ConfigError::Invalid(fields)) => {
             errors.extend(fields.into_iter().map(|f| invalid(&spec_path(&f.key), f.problem)));
@@ -327,13 +360,24 @@ pub fn validate(
     let replicas = if spec.suspend {
         Replicas::Suspended
     } else if scaling.autoscaling() {
+        let metric = match (&scaling.backlog, spec.source.sqs.is_some()) {
+            (None, _) => ScalingMetric::Cpu {
+                percent: scaling.target_cpu_utilization_percentage,
+            },
+            (Some(b), false) => ScalingMetric::PollBacklog {
+                per_replica: b.target_per_replica,
+            },
+            (Some(b), true) => ScalingMetric::SqsBacklog {
+                per_replica: b.target_per_replica,
+            },
+        };
         Replicas::Autoscaled {
             min: scaling.min_replicas,
             max: scaling.max_replicas,
-            cpu_percent: scaling.target_cpu_utilization_percentage,
+            metric,
         }
     } else {
-        Replicas::Fixed(scaling.min_replicas)
+        Replicas::Fixed(scaling.replicas.unwrap_or(scaling.min_replicas))
     };
 
     let workload_identity = auth.method == EntraAuthMethod::WorkloadIdentity;
@@ -364,6 +408,7 @@ pub fn validate(
             .clone()
             .unwrap_or_else(|| defaults.worker_image.clone()),
         replicas,
+        sqs_mode: spec.source.sqs.is_some(),
         env,
         workload_identity,
         service_account_annotations,
@@ -371,9 +416,62 @@ pub fn validate(
     })
 }
 
+/// Checks an SQS queue URL: `https://` (or `http://` with `allowInsecureHttp`), a host, and a path of
+/// `/<account>/<queue>`; on an AWS host (`sqs.<region>.amazonaws.com[.cn]` or the legacy
+/// `<region>.queue.amazonaws.com`) the region must be `spec.source.region`, because the worker calls SQS
+/// in the bucket's region.
+fn check_queue_url(url: &str, source: &SourceSpec) -> Result<(), String> {
+    let example = "https://sqs.<region>.amazonaws.com/<account-id>/<queue-name>";
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        if !source.allow_insecure_http {
+            return Err(format!(
+                "`{url}` is plain http://; use the https:// queue URL, or set spec.source.allowInsecureHttp: true for a local emulator"
+            ));
+        }
+        rest
+    } else {
+        return Err(format!(
+            "`{url}` is not a queue URL; copy the queue's URL from `aws sqs get-queue-url --queue-name <name>` ({example})"
+        ));
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(':').next().unwrap_or_default().to_ascii_lowercase();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    if host.is_empty() || segments.len() != 2 || segments.iter().any(|s| s.is_empty()) {
+        return Err(format!(
+            "`{url}` must be the queue URL `{example}` (a host, then the account id and the queue name)"
+        ));
+    }
+    let aws_region = host
+        .strip_prefix("sqs.")
+        .and_then(|h| {
+            h.strip_suffix(".amazonaws.com")
+                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
+        })
+        .or_else(|| host.strip_suffix(".queue.amazonaws.com"));
+    if let Some(region) = aws_region {
+        if !segments[0].bytes().all(|b| b.is_ascii_digit()) || segments[0].len() != 12 {
+            return Err(format!(
+                "`{url}`: `{}` is not a 12-digit AWS account id ({example})",
+                segments[0]
+            ));
+        }
+        if region != source.region {
+            return Err(format!(
+                "the queue is in region `{region}` but spec.source.region is `{}`; the worker calls SQS in the bucket's region, so use a queue in `{}` (S3 notifications can only target a queue in the bucket's region)",
+                source.region, source.region
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The worker configuration document for `spec` (snake_case keys, as the worker reads them). Keys the spec
 /// does not set are left out so the worker's own defaults apply.
-fn render_worker_config(spec: &S3SentinelConnectorSpec) -> serde_json::Value {
+fn render_worker_config(spec: &S3SentinelConnectorSpec, name: &str, namespace: &str) -> serde_json::Value {
     let src = &spec.source;
     let mut aws = json!({
         "region": src.region,
@@ -405,7 +503,7 @@ fn render_worker_config(spec: &S3SentinelConnectorSpec) -> serde_json::Value {
         }
     }
     let cb = &spec.circuit_breaker;
-    json!({
+    let mut config = json!({
         "aws": aws,
         "parser": {"format": spec.parser.format, "max_size_bytes": spec.parser.max_size_bytes},
         "sentinel": {
@@ -427,12 +525,33 @@ fn render_worker_config(spec: &S3SentinelConnectorSpec) -> serde_json::Value {
         "dead_letter": {"type": "local", "directory": format!("{DATA_DIR}/dead-letter")},
         "admin": {"listen": format!("0.0.0.0:{ADMIN_PORT}")},
         "logging": {"format": "json", "level": spec.worker.log_level},
-    })
+        "coordination": {
+            "mode": "kubernetes",
+            "namespace": namespace,
+            "connector": name,
+            "identity_env": POD_NAME_ENV,
+            "partitions": spec.coordination.partitions,
+        },
+    });
+    if let Some(sqs) = &src.sqs {
+        config["sqs"] = json!({
+            "queue_url": sqs.queue_url,
+            "max_receive_count": sqs.max_receive_count,
+            "poison_messages": sqs.poison_messages.worker_value(),
+            "visibility_timeout": sqs.visibility_timeout,
+        });
+    }
+    config
 }
 
 /// Translates a worker configuration key (`aws.prefixes[1]`) into the spec path that sets it.
 fn spec_path(worker_key: &str) -> String {
-    const MAP: [(&str, &str); 17] = [
+    const MAP: [(&str, &str); 22] = [
+        ("sqs.queue_url", "spec.source.sqs.queueUrl"),
+        ("sqs.max_receive_count", "spec.source.sqs.maxReceiveCount"),
+        ("sqs.poison_messages", "spec.source.sqs.poisonMessages"),
+        ("sqs.visibility_timeout", "spec.source.sqs.visibilityTimeout"),
+        ("coordination.partitions", "spec.coordination.partitions"),
         ("aws.region", "spec.source.region"),
         ("aws.bucket", "spec.source.bucket"),
         ("aws.prefixes", "spec.source.prefixes"),
@@ -538,7 +657,7 @@ mod tests {
             Replicas::Autoscaled {
                 min: 1,
                 max: 4,
-                cpu_percent: 70
+                metric: ScalingMetric::Cpu { percent: 70 }
             }
         );
         let env: Vec<&str> = v.env.iter().map(|e| e.name.as_str()).collect();
@@ -632,6 +751,104 @@ mod tests {
         c.spec.batching.batch_size = 500;
         let d = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
         assert_ne!(a.config_hash, d.config_hash);
+    }
+
+    fn sqs(url: &str) -> s3_sentinel_api::connector::SqsSpec {
+        s3_sentinel_api::connector::SqsSpec {
+            queue_url: url.into(),
+            max_receive_count: 7,
+            poison_messages: s3_sentinel_api::connector::PoisonMessages::Leave,
+            visibility_timeout: s3_sentinel_api::duration::HumanDuration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn sqs_spec_renders_the_worker_sqs_section() {
+        let mut c = fixtures::connector();
+        c.spec.source.sqs = Some(sqs(
+            "https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail-events",
+        ));
+        c.spec.coordination.partitions = 16;
+        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert!(v.sqs_mode);
+        let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
+        assert_eq!(
+            doc["sqs"]["queue_url"],
+            "https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail-events"
+        );
+        assert_eq!(doc["sqs"]["max_receive_count"], 7);
+        assert_eq!(doc["sqs"]["poison_messages"], "leave");
+        assert_eq!(doc["sqs"]["visibility_timeout"], "10m");
+        assert_eq!(doc["coordination"]["partitions"], 16);
+        assert_eq!(doc["coordination"]["identity_env"], POD_NAME_ENV);
+        // The rendered document is what the worker parses (unknown keys are refused there).
+        assert_eq!(WorkerConfig::from_yaml(&v.config_yaml).unwrap(), v.worker_config);
+    }
+
+    #[test]
+    fn queue_urls_are_checked_with_actionable_messages() {
+        let problem = |url: &str, insecure: bool| {
+            let mut c = fixtures::connector();
+            c.spec.source.sqs = Some(sqs(url));
+            c.spec.source.allow_insecure_http = insecure;
+            match validate(&c, &fixtures::secrets(), &fixtures::defaults()) {
+                Ok(_) => None,
+                Err(errors) => Some(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            }
+        };
+        assert_eq!(
+            problem("https://sqs.us-east-1.amazonaws.com/123456789012/q", false),
+            None
+        );
+        assert_eq!(
+            problem("https://us-east-1.queue.amazonaws.com/123456789012/q", false),
+            None
+        );
+        assert_eq!(problem("http://localstack:4566/000000000000/q", true), None);
+        let e = problem("https://sqs.eu-west-1.amazonaws.com/123456789012/q", false).unwrap();
+        assert!(
+            e.starts_with("spec.source.sqs.queueUrl: the queue is in region `eu-west-1` but spec.source.region is `us-east-1`"),
+            "{e}"
+        );
+        let e = problem("http://localstack:4566/000000000000/q", false).unwrap();
+        assert!(e.contains("allowInsecureHttp: true"), "{e}");
+        let e = problem("arn:aws:sqs:us-east-1:123456789012:q", false).unwrap();
+        assert!(e.contains("aws sqs get-queue-url"), "{e}");
+        let e = problem("https://sqs.us-east-1.amazonaws.com/q", false).unwrap();
+        assert!(e.contains("the account id and the queue name"), "{e}");
+        let e = problem("https://sqs.us-east-1.amazonaws.com/1234/q", false).unwrap();
+        assert!(e.contains("12-digit AWS account id"), "{e}");
+    }
+
+    #[test]
+    fn backlog_scaling_picks_the_metric_of_the_source_mode() {
+        let mut c = fixtures::connector();
+        c.spec.scaling.backlog = Some(s3_sentinel_api::connector::BacklogScalingSpec {
+            target_per_replica: 20,
+        });
+        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert!(matches!(
+            v.replicas,
+            Replicas::Autoscaled {
+                metric: ScalingMetric::PollBacklog { per_replica: 20 },
+                ..
+            }
+        ));
+        c.spec.source.sqs = Some(sqs("https://sqs.us-east-1.amazonaws.com/123456789012/q"));
+        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        assert!(matches!(
+            v.replicas,
+            Replicas::Autoscaled {
+                metric: ScalingMetric::SqsBacklog { per_replica: 20 },
+                ..
+            }
+        ));
     }
 
     #[test]
