@@ -3,6 +3,8 @@
 //! computed independently by running the parser directly on the same bytes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod moto;
+
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use s3_sentinel_api::WorkerConfig;
@@ -39,15 +41,8 @@ impl Env {
             .await
             .unwrap();
         s3.create_bucket(BUCKET).unwrap();
-        let config = config
-            .with_tenant(TENANT)
-            .with_client(CLIENT_ID, SECRET)
-            .with_keep_records(true);
-        let emulator = s3_sentinel_emulator::start(config).await.unwrap();
-        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-        std::fs::write(dir.path().join("secrets/client-secret"), SECRET).unwrap();
-        std::fs::write(dir.path().join("secrets/aws-access-key-id"), "E2EACCESSKEY").unwrap();
-        std::fs::write(dir.path().join("secrets/aws-secret-access-key"), "e2e-secret-key").unwrap();
+        let emulator = start_emulator(config).await;
+        write_secrets(dir.path(), "E2EACCESSKEY", "e2e-secret-key");
         Env { dir, s3, emulator }
     }
 
@@ -64,8 +59,66 @@ impl Env {
         sentinel_extra: &str,
         extra: &str,
     ) -> String {
-        format!(
-            r#"aws:
+        worker_yaml(
+            self.dir.path(),
+            &self.s3.endpoint_url(),
+            &self.emulator.base_url(),
+            format,
+            prefix,
+            stream,
+            sentinel_extra,
+            extra,
+        )
+    }
+
+    pub fn put(&self, key: &str, bytes: &[u8]) {
+        self.s3.put_object(BUCKET, key, bytes).unwrap();
+    }
+
+    /// Records the emulator accepted for `stream`, canonicalised, with their multiplicity.
+    pub fn accepted(&self, stream: &str) -> BTreeMap<String, u64> {
+        accepted(&self.emulator, stream)
+    }
+
+    /// Every dead-letter line written for `format`.
+    pub fn dead_letters(&self, format: &str) -> Vec<serde_json::Value> {
+        dead_letters(self.dir.path(), format)
+    }
+}
+
+/// Starts the Logs Ingestion emulator with the harness's tenant and client, keeping records.
+pub async fn start_emulator(config: EmulatorConfig) -> RunningEmulator {
+    let config = config
+        .with_tenant(TENANT)
+        .with_client(CLIENT_ID, SECRET)
+        .with_keep_records(true);
+    s3_sentinel_emulator::start(config).await.unwrap()
+}
+
+/// Writes the secret files the worker config of [`worker_yaml`] points at, under `dir/secrets`.
+pub fn write_secrets(dir: &Path, access_key: &str, secret_key: &str) {
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/client-secret"), SECRET).unwrap();
+    std::fs::write(dir.join("secrets/aws-access-key-id"), access_key).unwrap();
+    std::fs::write(dir.join("secrets/aws-secret-access-key"), secret_key).unwrap();
+}
+
+/// A worker config reading `prefix` of [`BUCKET`] at `s3` and delivering to the emulator at `emulator`,
+/// with checkpoint and dead letters under `dir`; `sentinel_extra` is appended inside `sentinel:` and
+/// `extra` at the top level (YAML).
+#[allow(clippy::too_many_arguments)]
+pub fn worker_yaml(
+    dir: &Path,
+    s3: &str,
+    emulator: &str,
+    format: &str,
+    prefix: &str,
+    stream: &str,
+    sentinel_extra: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"aws:
   region: us-east-1
   bucket: {BUCKET}
   prefixes: ["{prefix}"]
@@ -80,7 +133,7 @@ impl Env {
 parser:
   format: {format}
 sentinel:
-  endpoint: {emu}
+  endpoint: {emulator}
   dcr_immutable_id: {DCR}
   stream_name: {stream}
   batch_timeout: 1s
@@ -95,7 +148,7 @@ sentinel:
     tenant_id: {TENANT}
     client_id: {CLIENT_ID}
     client_secret_file: {secret}
-    authority_host: {emu}
+    authority_host: {emulator}
 circuit_breaker:
   failure_threshold: 3
   reset_timeout: 200ms
@@ -109,47 +162,40 @@ shutdown:
   drain_timeout: 5s
 {extra}
 "#,
-            s3 = self.s3.endpoint_url(),
-            emu = self.emulator.base_url(),
-            secret = self.path("secrets/client-secret").display(),
-            access_key = self.path("secrets/aws-access-key-id").display(),
-            secret_key = self.path("secrets/aws-secret-access-key").display(),
-            checkpoint = self.path(&format!("checkpoint-{format}.json")).display(),
-            dead = self.path(&format!("dead-letter-{format}")).display(),
-        )
-    }
+        secret = dir.join("secrets/client-secret").display(),
+        access_key = dir.join("secrets/aws-access-key-id").display(),
+        secret_key = dir.join("secrets/aws-secret-access-key").display(),
+        checkpoint = dir.join(format!("checkpoint-{format}.json")).display(),
+        dead = dir.join(format!("dead-letter-{format}")).display(),
+    )
+}
 
-    pub fn put(&self, key: &str, bytes: &[u8]) {
-        self.s3.put_object(BUCKET, key, bytes).unwrap();
-    }
-
-    /// Records the emulator accepted for `stream`, canonicalised, with their multiplicity.
-    pub fn accepted(&self, stream: &str) -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for rec in self.emulator.accepted() {
-            if rec.stream == stream {
-                *out.entry(rec.record.to_string()).or_insert(0) += 1;
-            }
+/// Records `emulator` accepted for `stream`, canonicalised, with their multiplicity.
+pub fn accepted(emulator: &RunningEmulator, stream: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for rec in emulator.accepted() {
+        if rec.stream == stream {
+            *out.entry(rec.record.to_string()).or_insert(0) += 1;
         }
-        out
     }
+    out
+}
 
-    /// Every dead-letter line written for `format`.
-    pub fn dead_letters(&self, format: &str) -> Vec<serde_json::Value> {
-        let dir = self.path(&format!("dead-letter-{format}"));
-        let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return out;
-        };
-        for entry in entries {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-            out.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-        out
+/// Every dead-letter line written for `format` by a worker configured by [`worker_yaml`] with `dir`.
+pub fn dead_letters(dir: &Path, format: &str) -> Vec<serde_json::Value> {
+    let dir = dir.join(format!("dead-letter-{format}"));
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    for entry in entries {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        out.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+        );
     }
+    out
 }
 
 pub fn fixture(rel: &str) -> Vec<u8> {
@@ -223,4 +269,44 @@ pub async fn run_once(yaml: &str) -> (RunSummary, Metrics) {
     .expect("run did not finish in time")
     .unwrap();
     (summary, metrics)
+}
+
+/// A worker running in the background: its metrics can be read while it runs; `stop` ends it.
+pub struct Running {
+    pub metrics: Metrics,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<RunSummary, s3_sentinel_worker::pipeline::PipelineError>>,
+}
+
+impl Running {
+    /// Waits (at most 120 s) for the run to end and returns its summary.
+    pub async fn finish(self) -> RunSummary {
+        tokio::time::timeout(std::time::Duration::from_secs(120), self.task)
+            .await
+            .expect("run did not finish in time")
+            .expect("worker task panicked")
+            .expect("worker run failed")
+    }
+}
+
+/// Builds a worker from `yaml` and starts `run` in the background.
+pub async fn spawn_worker(yaml: &str, once: bool) -> Running {
+    let config = WorkerConfig::from_yaml(yaml).unwrap();
+    let metrics = Metrics::new().unwrap();
+    let worker = Worker::build(config, metrics.clone(), None).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(worker.run(RunOptions { once }, stop.clone()));
+    Running { metrics, stop, task }
+}
+
+/// Polls `condition` every 50 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_for(what: &str, timeout: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

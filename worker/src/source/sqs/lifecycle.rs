@@ -179,8 +179,136 @@ pub async fn poison(ctx: Arc<Context>, message: Message, reason: &'static str, d
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::source::sqs::plan::tests::{message, settings};
+    use crate::source::sqs::queue::QueueDepth;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// Records every call with the (paused) time it was made at.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(Duration, String)>>,
+        start: Mutex<Option<Instant>>,
+    }
+
+    impl Recorder {
+        fn note(&self, call: String) {
+            let start = *self.start.lock().unwrap().get_or_insert_with(Instant::now);
+            self.calls.lock().unwrap().push((start.elapsed(), call));
+        }
+        fn calls(&self) -> Vec<(u64, String)> {
+            let calls = self.calls.lock().unwrap();
+            calls.iter().map(|(t, c)| (t.as_secs(), c.clone())).collect()
+        }
+    }
+
+    #[async_trait]
+    impl Queue for Recorder {
+        async fn receive(&self, _: u32, _: Duration, _: Duration) -> Result<Vec<Message>, QueueError> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+            self.note(format!("delete {receipt}"));
+            Ok(())
+        }
+        async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
+            self.note(format!("visibility {receipt} {}s", timeout.as_secs()));
+            Ok(())
+        }
+        async fn depth(&self) -> Result<QueueDepth, QueueError> {
+            Ok(QueueDepth::default())
+        }
+    }
+
+    fn context(queue: Arc<Recorder>) -> Arc<Context> {
+        let dir = std::env::temp_dir();
+        Arc::new(Context {
+            queue,
+            settings: settings(),
+            dead_letters: Arc::new(crate::dead_letter::LocalDirSink::new(dir)),
+            metrics: Metrics::new().unwrap(),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_until_every_object_finished_then_deletes() {
+        let queue = Arc::new(Recorder::default());
+        queue.note("received".into());
+        let ctx = context(Arc::clone(&queue));
+        let (a_tx, a_rx) = oneshot::channel();
+        let (b_tx, b_rx) = oneshot::channel();
+        let task = tokio::spawn(track(
+            Arc::clone(&ctx),
+            message("{}", 1),
+            Instant::now(),
+            vec![a_rx, b_rx],
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        a_tx.send(ObjectOutcome::Skipped).unwrap();
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        b_tx.send(ObjectOutcome::Completed {
+            accepted: 1,
+            dead_lettered: 0,
+        })
+        .unwrap();
+        task.await.unwrap();
+        // Heartbeat every 10 s (visibility 30 s) while b is in progress; delete as soon as it finished.
+        assert_eq!(
+            queue.calls(),
+            [
+                (0, "received".to_owned()),
+                (10, "visibility r-1 30s".to_owned()),
+                (20, "visibility r-1 30s".to_owned()),
+                (25, "delete r-1".to_owned()),
+            ]
+        );
+        assert_eq!(ctx.metrics.sqs_visibility_extensions.get(), 2);
+        assert_eq!(
+            ctx.metrics
+                .sqs_messages_deleted
+                .with_label_values(&["processed"])
+                .get(),
+            1
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_object_releases_the_message_after_a_backoff_instead_of_deleting_it() {
+        let queue = Arc::new(Recorder::default());
+        queue.note("received".into());
+        let ctx = context(Arc::clone(&queue));
+        let (a_tx, a_rx) = oneshot::channel();
+        let (b_tx, b_rx) = oneshot::channel::<ObjectOutcome>();
+        let task = tokio::spawn(track(
+            Arc::clone(&ctx),
+            message("{}", 3),
+            Instant::now(),
+            vec![a_rx, b_rx],
+        ));
+        a_tx.send(ObjectOutcome::Skipped).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(b_tx);
+        task.await.unwrap();
+        // Third receive: visible again after 4 s; never deleted.
+        assert_eq!(
+            queue.calls(),
+            [(0, "received".to_owned()), (3, "visibility r-1 4s".to_owned())]
+        );
+        assert_eq!(ctx.metrics.sqs_messages_retried.get(), 1);
+
+        // At shutdown the message is released at once, for another worker.
+        let queue = Arc::new(Recorder::default());
+        let ctx = context(Arc::clone(&queue));
+        ctx.stop.cancel();
+        let (tx, rx) = oneshot::channel::<ObjectOutcome>();
+        drop(tx);
+        track(Arc::clone(&ctx), message("{}", 1), Instant::now(), vec![rx]).await;
+        assert_eq!(queue.calls(), [(0, "visibility r-1 0s".to_owned())]);
+    }
 
     #[test]
     fn retry_delay_doubles_and_is_capped() {
