@@ -1,6 +1,7 @@
 //! The partition manager against the in-process Kubernetes API test server: partitions are split
 //! between live replicas, never read by two at once, handed over on scale-up and scale-down, taken over
 //! after a replica dies, and a deposed holder's checkpoint writes are fenced off.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::CustomResourceExt;

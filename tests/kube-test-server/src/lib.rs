@@ -23,6 +23,7 @@ pub mod http;
 pub mod merge;
 pub mod selector;
 pub mod store;
+pub mod tcp;
 
 use ::http::{Method, Request};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -107,6 +108,13 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub struct TestServer {
     inner: Arc<Inner>,
+}
+
+impl TestServer {
+    /// The shared state, for the transports in this crate.
+    pub(crate) fn shared(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
 }
 
 impl Default for TestServer {

@@ -4,14 +4,18 @@
 //! - a key's partition is a stable hash of the key (FNV-1a, 64 bit) modulo the partition count. The
 //!   hash is written out here rather than taken from `std`, whose hasher may change between releases
 //!   and would silently re-map every key;
-//! - partitions are assigned to live replicas by rendezvous (highest-random-weight) hashing: each
-//!   partition goes to the replica with the highest `hash(replica, partition)`. When a replica joins or
-//!   leaves, only the partitions it gains or loses move; everyone else keeps theirs.
+//! - partitions are assigned to live replicas by rendezvous (highest-random-weight) hashing with
+//!   bounded load: each partition, in order, goes to the replica with the highest
+//!   `hash(replica, partition)` among those with room (every replica gets `partitions / replicas`, and
+//!   the first to fill up get one more each until the remainder is used). Plain
+//!   rendezvous hashing is unbalanced for small counts (3 replicas over 8 partitions left one idle in a
+//!   test), which would waste replicas an autoscaler added; the bound keeps every replica within one
+//!   partition of the others, while a change of membership still moves only a few partitions.
 //!
 //! Two replicas with different views of who is alive may both *want* a partition; the partition's Lease
 //! decides who *has* it, so a disagreement only delays a hand-over.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -41,21 +45,55 @@ pub fn partition_of(key: &str, partitions: u32) -> u32 {
     (mix(fnv1a(&[key.as_bytes()])) % partitions) as u32
 }
 
-/// The replica that should hold `partition`, among `members` (none when `members` is empty).
-pub fn owner_of<'a>(partition: u32, members: &'a BTreeSet<String>) -> Option<&'a str> {
-    let p = partition.to_be_bytes();
-    members
-        .iter()
-        .max_by_key(|m| (mix(fnv1a(&[m.as_bytes(), b"/", &p])), m.as_str()))
-        .map(String::as_str)
+fn weight(member: &str, partition: u32) -> u64 {
+    mix(fnv1a(&[member.as_bytes(), b"/", &partition.to_be_bytes()]))
+}
+
+/// The replica that should hold each partition when `members` are alive (empty when nobody is).
+pub fn assignment(partitions: u32, members: &BTreeSet<String>) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    if members.is_empty() {
+        return out;
+    }
+    let partitions = partitions.max(1);
+    let n = members.len() as u32;
+    // Everyone gets `base`; `extra` replicas get one more. Total room is exactly `partitions`, so every
+    // partition finds a replica with room.
+    let (base, extra) = (partitions / n, partitions % n);
+    let mut extra_used = 0;
+    let mut load: BTreeMap<&str, u32> = members.iter().map(|m| (m.as_str(), 0)).collect();
+    for p in 0..partitions {
+        let mut ranked: Vec<&String> = members.iter().collect();
+        ranked.sort_by_key(|m| std::cmp::Reverse((weight(m, p), m.as_str())));
+        let has_room = |l: u32, extra_used: u32| l < base || (l == base && extra_used < extra);
+        if let Some(owner) = ranked
+            .into_iter()
+            .find(|m| load.get(m.as_str()).is_some_and(|l| has_room(*l, extra_used)))
+        {
+            let l = load.entry(owner.as_str()).or_insert(0);
+            if *l == base {
+                extra_used += 1;
+            }
+            *l += 1;
+            out.insert(p, owner.clone());
+        }
+    }
+    out
+}
+
+/// The replica that should hold `partition` among `members` (none when `members` is empty).
+pub fn owner_of(partition: u32, partitions: u32, members: &BTreeSet<String>) -> Option<String> {
+    assignment(partitions, members).remove(&partition)
 }
 
 /// The partitions that `me` should hold when `members` are alive. `me` is counted as alive.
 pub fn assigned(partitions: u32, members: &BTreeSet<String>, me: &str) -> BTreeSet<u32> {
     let mut all = members.clone();
     all.insert(me.to_owned());
-    (0..partitions.max(1))
-        .filter(|p| owner_of(*p, &all) == Some(me))
+    assignment(partitions, &all)
+        .into_iter()
+        .filter(|(_, m)| m == me)
+        .map(|(p, _)| p)
         .collect()
 }
 
@@ -131,37 +169,55 @@ mod tests {
     }
 
     #[test]
-    fn assignment_is_balanced_enough() {
-        let names: Vec<String> = (0..4).map(|i| format!("s3-sentinel-x-7d9f-{i}")).collect();
-        let all: BTreeSet<String> = names.iter().cloned().collect();
-        for m in &names {
-            let n = assigned(64, &all, m).len();
-            assert!((8..=26).contains(&n), "{m} got {n} of 64 partitions");
+    fn every_replica_is_within_one_partition_of_the_others() {
+        for replicas in 1..=12usize {
+            for partitions in [1u32, 3, 8, 16, 64] {
+                let all: BTreeSet<String> =
+                    (0..replicas).map(|i| format!("s3-sentinel-x-7d9f-{i}")).collect();
+                let loads: Vec<usize> = all.iter().map(|m| assigned(partitions, &all, m).len()).collect();
+                let (min, max) = (*loads.iter().min().unwrap(), *loads.iter().max().unwrap());
+                assert_eq!(loads.iter().sum::<usize>(), partitions as usize);
+                assert!(
+                    max - min <= 1,
+                    "{replicas} replicas, {partitions} partitions: {loads:?}"
+                );
+            }
+        }
+        // The case plain rendezvous hashing got wrong.
+        let three = members(&["worker-0", "worker-1", "worker-2"]);
+        for m in &three {
+            assert!(
+                assigned(8, &three, m).len() >= 2,
+                "{m}: {:?}",
+                assigned(8, &three, m)
+            );
         }
     }
 
     #[test]
-    fn a_joining_replica_only_takes_partitions_it_gains() {
-        let before = members(&["a", "b"]);
-        let after = members(&["a", "b", "c"]);
-        for p in 0..32 {
-            let old = owner_of(p, &before).map(str::to_owned);
-            let new = owner_of(p, &after).map(str::to_owned);
-            if old != new {
-                assert_eq!(new.as_deref(), Some("c"), "partition {p} moved between survivors");
-            }
-        }
-        // And leaving gives back exactly what the leaver had.
-        for p in 0..32 {
-            if owner_of(p, &after) != Some("c") {
-                assert_eq!(owner_of(p, &after), owner_of(p, &before));
-            }
-        }
+    fn a_membership_change_moves_few_partitions() {
+        let moved = |before: &BTreeSet<String>, after: &BTreeSet<String>, partitions: u32| {
+            let (a, b) = (assignment(partitions, before), assignment(partitions, after));
+            (0..partitions).filter(|p| a.get(p) != b.get(p)).count()
+        };
+        let two = members(&["a", "b"]);
+        let three = members(&["a", "b", "c"]);
+        // At least the newcomer's share moves (21 of 64), and not much more.
+        let joined = moved(&two, &three, 64);
+        let left = moved(&three, &two, 64);
+        assert!(
+            (21..=32).contains(&joined),
+            "{joined} of 64 partitions moved when a third replica joined"
+        );
+        assert!(
+            (21..=32).contains(&left),
+            "{left} of 64 partitions moved when a replica left"
+        );
     }
 
     #[test]
     fn me_is_always_counted() {
         assert_eq!(assigned(4, &BTreeSet::new(), "solo").len(), 4);
-        assert!(owner_of(0, &BTreeSet::new()).is_none());
+        assert!(owner_of(0, 4, &BTreeSet::new()).is_none());
     }
 }

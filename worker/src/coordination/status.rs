@@ -3,8 +3,9 @@
 //! Each pod server-side-applies only its own map entry, as its own field manager
 //! (`s3-sentinel-worker/<pod>`), so replicas never conflict with each other or with the operator, which
 //! writes the aggregate fields beside them. One write per `coordination.status_interval` (10 s by
-//! default). On shutdown the pod deletes its entry with a merge patch; entries of pods that died are
-//! removed by the operator.
+//! default), and a last one after the pipeline drained, with the final totals. The pod does not delete
+//! its entry: the operator removes entries of pods that are gone and adds their totals to
+//! `status.retiredTotals`, so the connector's totals do not drop on a rollout or scale-in.
 //!
 //! The figures come from this process's own Prometheus registry, so the status and `/metrics` never
 //! disagree: rates are the change of the counters over the last interval.
@@ -149,7 +150,7 @@ impl ReporterSettings {
     }
 }
 
-/// Reports every `interval` until `stop`, then removes this pod's entry.
+/// Reports every `interval` until `stop`, then once more with the final figures.
 pub async fn report_periodically(
     client: kube::Client,
     settings: ReporterSettings,
@@ -163,6 +164,7 @@ pub async fn report_periodically(
     let mut breaker_since = started_at;
     let mut previous: Option<(Totals, Instant)> = None;
     let params = PatchParams::apply(&settings.field_manager()).force();
+    let mut last = false;
     loop {
         let now = Utc::now();
         let breaker = metrics.breaker_state.get();
@@ -175,17 +177,7 @@ pub async fn report_periodically(
             .as_ref()
             .map(|c| c.held().into_keys().collect())
             .unwrap_or_default();
-        let backlog = metrics
-            .registry
-            .gather()
-            .iter()
-            .find(|f| f.name() == "s3sentinel_backlog")
-            .map_or(metrics.objects_pending.get(), |f| {
-                f.get_metric()
-                    .iter()
-                    .map(|m| m.get_gauge().get_value() as i64)
-                    .sum()
-            });
+        let backlog = metrics.backlog.get();
         let body = entry(
             now,
             started_at,
@@ -217,21 +209,14 @@ pub async fn report_periodically(
                 warn!(%error, connector = %settings.connector, "unable to report status into the connector");
             }
         }
+        if last {
+            break;
+        }
         tokio::select! {
             () = tokio::time::sleep(settings.interval) => {}
-            () = stop.cancelled() => break,
+            // One more report after the pipeline drained, with the final totals.
+            () = stop.cancelled() => last = true,
         }
-    }
-    let remove = json!({"status": {"workers": {settings.pod.clone(): null}}});
-    if let Err(error) = api
-        .patch_status(
-            &settings.connector,
-            &PatchParams::default(),
-            &Patch::Merge(&remove),
-        )
-        .await
-    {
-        warn!(%error, "unable to remove this pod's status entry; the operator removes it once the pod is gone");
     }
 }
 

@@ -387,10 +387,13 @@ impl ObjectSource for PollSource {
             if let Some(ready) = self.first_pass.take() {
                 let _ = ready.send(());
             }
+            // Objects of this replica's partitions found unfinished: what autoscaling on backlog reads.
+            self.metrics.backlog.set(counts.unfinished as i64);
             info!(
                 bucket = %self.settings.bucket,
                 listed = counts.listed,
                 dispatched = counts.dispatched,
+                unfinished = counts.unfinished,
                 "discovery pass finished"
             );
             if stop.is_cancelled() {

@@ -300,7 +300,7 @@ impl Metrics {
             )?,
             backlog: reg.gauge(
                 "s3sentinel_backlog",
-                "Work waiting for this worker (SQS mode: approximate visible messages in the queue)",
+                "Work waiting for this worker: poll mode, unfinished objects of its partitions found by the last listing; SQS mode, approximate visible messages in the queue",
             )?,
             sqs_messages_visible: reg.gauge(
                 "s3sentinel_sqs_messages_visible",
