@@ -269,7 +269,13 @@ impl Worker {
         stop: CancellationToken,
     ) -> Result<RunSummary, PipelineError> {
         if let Some(source) = self.sqs_source(options).await? {
-            return self.run_source(Box::new(source), stop).await;
+            // The queue spreads the work; coordination only reports status (no partitions).
+            let coordination = self.start_coordination(false).await?;
+            let result = self.run_source(Box::new(source), stop).await;
+            if let Some(coordination) = coordination {
+                coordination.shutdown().await;
+            }
+            return result;
         }
         let cfg = &self.shared.config;
         let settings = PollSettings {
