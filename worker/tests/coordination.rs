@@ -40,12 +40,12 @@ async fn create_connector(server: &TestServer) {
     api.create(&PostParams::default(), &connector).await.unwrap();
 }
 
-fn settings(identity: &str) -> CoordinationSettings {
+fn settings_with(identity: &str, partitions: u32) -> CoordinationSettings {
     CoordinationSettings {
         namespace: NS.into(),
         connector: CONNECTOR.into(),
         identity: identity.into(),
-        partitions: PARTITIONS,
+        partitions,
         lease_duration: Duration::from_secs(3),
         renew_interval: Duration::from_millis(300),
         handoff_timeout: Duration::from_secs(5),
@@ -56,8 +56,12 @@ fn settings(identity: &str) -> CoordinationSettings {
 }
 
 async fn start(server: &TestServer, identity: &str) -> (ManagerHandle, Checkpoints) {
+    start_with(server, identity, PARTITIONS).await
+}
+
+async fn start_with(server: &TestServer, identity: &str, partitions: u32) -> (ManagerHandle, Checkpoints) {
     let client = server.client_as(identity);
-    let settings = settings(identity);
+    let settings = settings_with(identity, partitions);
     let scope = lease_scope(&client, &settings).await.unwrap();
     PartitionManager::start(client, settings, scope, Metrics::new().unwrap())
         .await
@@ -183,7 +187,7 @@ async fn checkpoints_live_in_the_leases_and_survive_every_replica() {
     // Every replica is gone; the progress is in the Lease.
     let leases: Api<Lease> = Api::namespaced(server.client(), NS);
     let lease = leases
-        .get(&format!("{CONNECTOR}-partition-{partition}"))
+        .get(&format!("{CONNECTOR}-partition-{partition}-of-{PARTITIONS}"))
         .await
         .unwrap();
     assert_eq!(holder(&lease), None, "released on shutdown");
@@ -240,7 +244,7 @@ async fn a_dead_replicas_partitions_are_taken_after_expiry_and_its_writes_are_fe
     );
     let leases: Api<Lease> = Api::namespaced(server.client(), NS);
     let lease = leases
-        .get(&format!("{CONNECTOR}-partition-{partition}"))
+        .get(&format!("{CONNECTOR}-partition-{partition}-of-{PARTITIONS}"))
         .await
         .unwrap();
     assert_eq!(holder(&lease), Some("worker-b"));
@@ -254,5 +258,71 @@ async fn a_dead_replicas_partitions_are_taken_after_expiry_and_its_writes_are_fe
         "the deposed holder's progress must not land"
     );
     drop(b_checkpoint);
+    b_handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn changing_the_partition_count_keeps_progress_and_retires_the_old_leases() {
+    let server = server();
+    create_connector(&server).await;
+    let prefix = "AWSLogs/";
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("{prefix}2024/05/01/obj-{i}.json.gz"))
+        .collect();
+
+    // Four partitions: finish every key but the last, which is left in progress (a crash mid-object).
+    let (a_handle, a) = start_with(&server, "worker-a", 4).await;
+    for (i, key) in keys.iter().enumerate() {
+        let (_, checkpoint) = a.for_key(key).unwrap();
+        checkpoint.started(key, None).await.unwrap();
+        if i + 1 < keys.len() {
+            checkpoint.done(prefix, key);
+        }
+        checkpoint.flush().await.unwrap();
+    }
+    a_handle.shutdown().await;
+
+    // Eight partitions: the new Leases start from the old progress.
+    let (b_handle, b) = start_with(&server, "worker-b", 8).await;
+    assert_eq!(held(&b).len(), 8);
+    for key in &keys[..keys.len() - 1] {
+        let (_, checkpoint) = b.for_key(key).unwrap();
+        assert!(
+            checkpoint.is_done(prefix, key),
+            "{key} finished under 4 partitions must stay done under 8"
+        );
+    }
+    let last = keys.last().unwrap();
+    let (_, checkpoint) = b.for_key(last).unwrap();
+    assert!(!checkpoint.is_done(prefix, last));
+    assert!(
+        checkpoint.was_in_progress(last).is_some(),
+        "the unfinished object is re-read as a possible duplicate"
+    );
+    drop(checkpoint);
+
+    // The old generation's Leases are deleted once the new generation is complete and they are free.
+    let leases: Api<Lease> = Api::namespaced(server.client(), NS);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let old = leases
+            .list(&ListParams::default().labels("s3sentinel.io/partitions=4"))
+            .await
+            .unwrap();
+        if old.items.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} old leases left",
+            old.items.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let new = leases
+        .list(&ListParams::default().labels("s3sentinel.io/partitions=8"))
+        .await
+        .unwrap();
+    assert_eq!(new.items.len(), 8);
     b_handle.shutdown().await;
 }

@@ -15,7 +15,7 @@ pub const RULES: [(&str, &str, &[&str]); 3] = [
     (
         "coordination.k8s.io",
         "leases",
-        &["get", "list", "watch", "create", "update", "patch"],
+        &["get", "list", "watch", "create", "update", "patch", "delete"],
     ),
     (GROUP, "s3sentinelconnectors", &["get"]),
     (GROUP, "s3sentinelconnectors/status", &["get", "patch"]),

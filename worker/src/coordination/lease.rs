@@ -25,6 +25,9 @@ pub const CONNECTOR_LABEL: &str = "s3sentinel.io/connector";
 pub const KIND_LABEL: &str = "s3sentinel.io/lease-kind";
 /// Label with the partition number of a partition Lease.
 pub const PARTITION_LABEL: &str = "s3sentinel.io/partition";
+/// Label with the partition count a partition Lease belongs to (its generation: changing
+/// `coordination.partitions` starts a new set of Leases, seeded from the previous ones).
+pub const PARTITIONS_LABEL: &str = "s3sentinel.io/partitions";
 /// Annotation holding the partition's checkpoint (gzip, then base64, of the JSON document).
 pub const CHECKPOINT_ANNOTATION: &str = "s3sentinel.io/checkpoint";
 
@@ -57,12 +60,14 @@ pub struct LeaseScope {
     pub connector: String,
     /// The connector as owner (Leases are deleted with it, and survive every worker pod).
     pub owner: Option<OwnerReference>,
+    /// The partition count (part of partition Lease names and labels).
+    pub partitions: u32,
 }
 
 impl LeaseScope {
     /// Name of partition `p`'s Lease.
     pub fn partition_lease(&self, p: u32) -> String {
-        format!("{}-partition-{p}", self.connector)
+        format!("{}-partition-{p}-of-{}", self.connector, self.partitions)
     }
 
     /// Name of the membership Lease of `identity`.
@@ -89,6 +94,7 @@ impl LeaseScope {
         ]);
         if let Some(p) = partition {
             labels.insert(PARTITION_LABEL.to_owned(), p.to_string());
+            labels.insert(PARTITIONS_LABEL.to_owned(), self.partitions.to_string());
         }
         let now = MicroTime(Timestamp::now());
         Lease {

@@ -17,14 +17,20 @@
 //! On shutdown (after the pipeline drained) it flushes every partition's checkpoint, releases the
 //! Leases and deletes its membership Lease.
 
+use super::lease::CHECKPOINT_ANNOTATION;
 use super::lease::{
-    CONNECTOR_LABEL, HeldLease, KIND_LABEL, LeaseError, LeaseScope, Observer, PARTITION_LABEL, holder,
+    CONNECTOR_LABEL, HeldLease, KIND_LABEL, LeaseError, LeaseScope, Observer, PARTITION_LABEL,
+    PARTITIONS_LABEL, holder,
 };
 use super::partition::assigned;
+use super::partition::partition_of;
 use super::partitions::{Checkpoints, Held, PartitionView};
+use super::store;
 use super::store::LeaseCheckpointStore;
 use super::{CoordinationError, CoordinationSettings};
-use crate::checkpoint::{CheckpointError, CheckpointHandle, Checkpointer, load_or_new};
+use crate::checkpoint::{
+    CheckpointError, CheckpointHandle, CheckpointState, CheckpointStore, Checkpointer, load_or_new,
+};
 use crate::telemetry::Metrics;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
@@ -131,17 +137,26 @@ impl PartitionManager {
     /// One coordination round (see the module documentation).
     async fn tick(&mut self) -> Result<(), CoordinationError> {
         let me = self.settings.identity.clone();
-        self.renew_membership().await?;
-
+        let membership = self.renew_membership().await;
         let selector = format!("{CONNECTOR_LABEL}={}", self.scope.connector);
-        let leases = self
-            .api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|source| CoordinationError::Api {
-                what: "list leases".into(),
-                source,
-            })?;
+        let listed = match &membership {
+            Ok(()) => self
+                .api
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|source| CoordinationError::Api {
+                    what: "list leases".into(),
+                    source,
+                }),
+            Err(_) => Err(CoordinationError::Config("membership not renewed".into())),
+        };
+        // Held partitions are renewed, or dropped when they could not be renewed for too long, even
+        // when the API server is unreachable: a replica that cannot renew must stop reading before its
+        // Leases expire for the others.
+        self.renew_held().await;
+        self.publish();
+        membership?;
+        let leases = listed?;
         let names: HashSet<String> = leases
             .items
             .iter()
@@ -150,6 +165,7 @@ impl PartitionManager {
         self.observer.retain(&names);
         let mut members = BTreeSet::new();
         let mut partition_leases: BTreeMap<u32, Lease> = BTreeMap::new();
+        let mut previous_generations: Vec<Lease> = Vec::new();
         for lease in leases.items {
             let labels = lease.metadata.labels.clone().unwrap_or_default();
             match labels.get(KIND_LABEL).map(String::as_str) {
@@ -163,11 +179,16 @@ impl PartitionManager {
                     }
                 }
                 Some("partition") => {
-                    if let Some(p) = labels.get(PARTITION_LABEL).and_then(|p| p.parse::<u32>().ok()) {
-                        // Observe every partition, not only this replica's share: expiry is counted
-                        // from the first observation, and the share can change at any round.
-                        self.observer.observe(&lease, &me);
-                        partition_leases.insert(p, lease);
+                    // Observe every partition, not only this replica's share: expiry is counted from
+                    // the first observation, and the share can change at any round.
+                    self.observer.observe(&lease, &me);
+                    let count = labels.get(PARTITIONS_LABEL).and_then(|c| c.parse::<u32>().ok());
+                    let p = labels.get(PARTITION_LABEL).and_then(|p| p.parse::<u32>().ok());
+                    match (count, p) {
+                        (Some(c), Some(p)) if c == self.settings.partitions => {
+                            partition_leases.insert(p, lease);
+                        }
+                        _ => previous_generations.push(lease),
                     }
                 }
                 _ => {}
@@ -176,11 +197,37 @@ impl PartitionManager {
         let share = assigned(self.settings.partitions, &members, &me);
         self.metrics.coordination_members.set(members.len().max(1) as i64);
 
-        self.renew_held().await;
+        let complete = partition_leases.len() == self.settings.partitions as usize;
         self.hand_over(&share).await;
-        self.acquire(&share, partition_leases).await;
+        self.acquire(&share, partition_leases, &previous_generations)
+            .await;
         self.publish();
+        if complete {
+            self.retire_previous_generations(&previous_generations).await;
+        }
         Ok(())
+    }
+
+    /// Deletes Leases of a previous partition count once every Lease of the current count exists and
+    /// nobody holds the old one any more (its progress was merged into the new ones when they were
+    /// created).
+    async fn retire_previous_generations(&mut self, old: &[Lease]) {
+        let me = self.settings.identity.clone();
+        for lease in old {
+            if !self.observer.observe(lease, &me) {
+                continue; // still held by a replica running with the previous count
+            }
+            let Some(name) = lease.metadata.name.as_deref() else {
+                continue;
+            };
+            match self.api.delete(name, &Default::default()).await {
+                Ok(_) => info!(
+                    lease = name,
+                    "deleted a partition lease of a previous partition count"
+                ),
+                Err(error) => debug!(lease = name, %error, "unable to delete an old partition lease"),
+            }
+        }
     }
 
     async fn renew_membership(&mut self) -> Result<(), CoordinationError> {
@@ -308,7 +355,12 @@ impl PartitionManager {
         }
     }
 
-    async fn acquire(&mut self, share: &BTreeSet<u32>, mut leases: BTreeMap<u32, Lease>) {
+    async fn acquire(
+        &mut self,
+        share: &BTreeSet<u32>,
+        mut leases: BTreeMap<u32, Lease>,
+        previous_generations: &[Lease],
+    ) {
         let me = self.settings.identity.clone();
         for p in share {
             if self.held.contains_key(p) {
@@ -322,6 +374,7 @@ impl PartitionManager {
                 continue;
             }
             let name = self.scope.partition_lease(*p);
+            let creating = existing.is_none();
             let lease = match HeldLease::acquire(
                 self.api.clone(),
                 &self.scope,
@@ -344,10 +397,32 @@ impl PartitionManager {
                 }
             };
             let store = Arc::new(LeaseCheckpointStore::new(Arc::clone(&lease)));
+            if creating && !previous_generations.is_empty() {
+                // The partition count changed: start from what the previous Leases recorded for
+                // this partition's keys, so nothing they finished is skipped or lost.
+                let seed = seed_from_previous(
+                    previous_generations,
+                    *p,
+                    self.settings.partitions,
+                    &self.settings.bucket,
+                );
+                match store.save(&seed).await {
+                    Ok(()) => info!(
+                        partition = p,
+                        from_leases = previous_generations.len(),
+                        "seeded a new partition from the leases of the previous partition count"
+                    ),
+                    Err(error) => {
+                        warn!(partition = p, %error, "unable to seed the new partition's checkpoint; retrying");
+                        let _ = lease.release().await;
+                        continue;
+                    }
+                }
+            }
             let state = match load_or_new(store.as_ref(), &self.settings.bucket).await {
                 Ok(state) => state,
                 Err(error) => {
-                    // Keep the Lease (nobody else could use the damaged checkpoint either) and say why.
+                    // Release it and say why; every round retries (an operator may fix or delete the annotation).
                     warn!(partition = p, %error, "unable to load the partition's checkpoint; not reading it");
                     let _ = lease.release().await;
                     continue;
@@ -411,4 +486,67 @@ async fn release(p: u32, held: HeldPartition, metrics: &Metrics) {
         }
     }
     metrics.lease_events.with_label_values(&["released"]).inc();
+}
+
+/// The checkpoint a new partition `p` (of `partitions`) starts from after the partition count changed:
+/// the previous Leases' progress merged so that nothing is assumed done that was not. Per prefix, the
+/// LastModified watermark is the *oldest* of theirs (or none when any of them had none); keys they
+/// finished above their watermarks and keys in progress are kept when they belong to `p`. Keys one
+/// of them had covered by a newer watermark are read again: duplicates, counted, never loss.
+pub fn seed_from_previous(previous: &[Lease], p: u32, partitions: u32, bucket: &str) -> CheckpointState {
+    let states: Vec<CheckpointState> = previous
+        .iter()
+        .map(|lease| {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            lease
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CHECKPOINT_ANNOTATION))
+                .map_or(Ok(None), |text| store::decode(&name, text).map(Some))
+        })
+        .filter_map(|r| match r {
+            Ok(state) => state,
+            Err(error) => {
+                warn!(%error, "ignoring an unreadable checkpoint of a previous partition count");
+                None
+            }
+        })
+        .filter(|s| s.bucket == bucket)
+        .collect();
+    let mut seed = CheckpointState::new(bucket);
+    let mine = |key: &str| partition_of(key, partitions) == p;
+    let prefixes: BTreeSet<String> = states.iter().flat_map(|s| s.prefixes.keys().cloned()).collect();
+    for prefix in prefixes {
+        let watermarks: Vec<_> = states
+            .iter()
+            .map(|s| s.prefixes.get(&prefix).and_then(|pp| pp.modified_before))
+            .collect();
+        // A previous partition without a watermark for the prefix may hold unfinished keys of any age.
+        let oldest = if watermarks.len() == previous.len() && watermarks.iter().all(Option::is_some) {
+            watermarks.into_iter().flatten().min()
+        } else {
+            None
+        };
+        if let Some(before) = oldest {
+            seed.advance_modified_before(&prefix, before);
+        }
+        for state in &states {
+            if let Some(progress) = state.prefixes.get(&prefix) {
+                for key in progress.completed.iter().filter(|k| mine(k)) {
+                    seed.mark_done(&prefix, key);
+                }
+            }
+        }
+    }
+    for state in &states {
+        for (key, started) in state
+            .in_progress
+            .iter()
+            .filter(|(k, _)| mine(k) && !seed.prefixes.values().any(|pp| pp.is_done(k)))
+        {
+            seed.in_progress.insert(key.clone(), started.clone());
+        }
+    }
+    seed
 }

@@ -132,5 +132,6 @@ pub async fn lease_scope(
     Ok(lease::LeaseScope {
         connector: settings.connector.clone(),
         owner,
+        partitions: settings.partitions,
     })
 }

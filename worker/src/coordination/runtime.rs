@@ -67,7 +67,8 @@ impl Coordination {
         self.checkpoints.clone()
     }
 
-    /// After the pipeline drained: flushes and releases the partitions, removes the status entry.
+    /// After the pipeline drained: flushes and releases the partitions, deletes the membership Lease and
+    /// writes a last status report with the final totals.
     pub async fn shutdown(self) {
         if let Some(manager) = self.manager {
             manager.shutdown().await;

@@ -327,6 +327,14 @@ impl PollSource {
                 debug!(key = %object.key, partition, "partition no longer held; not reading the object");
                 return Ok(Dispatched::PartitionGone);
             }
+            if self.checkpoints.single().is_none() {
+                // A partition checkpoint lives in the Kubernetes API: while it cannot be written (API
+                // server unreachable, checkpoint too large), nothing of the partition starts and the
+                // object is offered again next pass. The partition manager drops the partition if
+                // its Lease cannot be renewed either.
+                warn!(key = %object.key, partition, error = %e, "unable to record the object as started; not reading it now");
+                return Ok(Dispatched::PartitionGone);
+            }
             return Err(SourceError::Checkpoint(e.to_string()));
         }
         let (done_tx, done_rx) = oneshot::channel();
