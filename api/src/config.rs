@@ -76,7 +76,8 @@ pub struct WorkerConfig {
     /// Where records that cannot be delivered are kept, with the reason.
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
-    /// The admin HTTP server: `/metrics`, `/healthz`, `/readyz`.
+    /// The admin HTTP server (`/metrics`, `/healthz`, `/readyz`) and how often the preflight checks
+    /// behind them are re-run.
     #[serde(default)]
     pub admin: AdminConfig,
     /// Graceful shutdown on SIGTERM.
@@ -668,12 +669,19 @@ pub struct AdminConfig {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// How often `run` re-runs the preflight checks once the pipeline is running (S3 listing, SQS queue
+    /// attributes, Entra token, DCR probe, Kubernetes access; see `docs/preflight.md`), updating
+    /// `s3sentinel_preflight_check` and this pod's `status.workers` entry. At least 30s: each run makes a
+    /// few requests to AWS, Entra ID and the Logs Ingestion API.
+    #[serde(default = "default_preflight_interval")]
+    pub preflight_interval: HumanDuration,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_admin_listen(),
+            preflight_interval: default_preflight_interval(),
         }
     }
 }
@@ -825,6 +833,9 @@ fn default_dead_letter_prefix() -> String {
 }
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+fn default_preflight_interval() -> HumanDuration {
+    HumanDuration::from_secs(300)
 }
 fn default_drain_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
@@ -1116,6 +1127,15 @@ impl WorkerConfig {
                 "must be greater than zero".into(),
             );
         }
+        if self.admin.preflight_interval.get() < std::time::Duration::from_secs(30) {
+            bad(
+                "admin.preflight_interval",
+                format!(
+                    "{} is too short: at least 30s (each run calls S3, Entra ID and the Logs Ingestion API)",
+                    self.admin.preflight_interval
+                ),
+            );
+        }
         if self.logging.stats_interval.get().is_zero() {
             bad("logging.stats_interval", "must be greater than zero".into());
         }
@@ -1368,6 +1388,25 @@ sentinel:
             .unwrap_err()
             .to_string();
         assert!(err.contains("stream_columns"), "{err}");
+    }
+
+    #[test]
+    fn preflight_interval_defaults_to_five_minutes_and_refuses_less_than_30s() {
+        let c = WorkerConfig::from_yaml(MINIMAL).unwrap();
+        assert_eq!(
+            c.admin.preflight_interval.get(),
+            std::time::Duration::from_secs(300)
+        );
+        let c = WorkerConfig::from_yaml(&format!("{MINIMAL}admin:\n  preflight_interval: 1m\n")).unwrap();
+        assert_eq!(
+            c.admin.preflight_interval.get(),
+            std::time::Duration::from_secs(60)
+        );
+        let err = WorkerConfig::from_yaml(&format!("{MINIMAL}admin:\n  preflight_interval: 5s\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin.preflight_interval"), "{err}");
+        assert!(err.contains("at least 30s"), "{err}");
     }
 
     #[test]

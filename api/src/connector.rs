@@ -675,6 +675,28 @@ pub struct WorkerStatus {
     /// Counters since the worker process started (a container restart resets them).
     #[serde(default)]
     pub totals: WorkerTotals,
+    /// The latest result of each preflight check this pod ran (re-run every `admin.preflight_interval`,
+    /// 5 minutes by default). Checks not run because one they depend on failed are left out. The
+    /// operator turns these into one condition per check (`S3Readable`, `QueueReadable`,
+    /// `EntraTokenObtained`, `StreamAcceptsData`, `KubernetesAccess`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<PreflightResult>,
+}
+
+/// The latest result of one preflight check in one worker pod.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightResult {
+    /// The check: `config`, `s3_list`, `sqs_queue`, `entra_token`, `dcr_stream` or `kubernetes`.
+    pub check: String,
+    /// Whether the check passed.
+    pub ok: bool,
+    /// What was found, or what to fix. Never contains a secret.
+    #[serde(default)]
+    pub message: String,
+    /// When the check last ran, RFC 3339.
+    #[serde(default)]
+    pub last_checked: String,
 }
 
 /// Counters of one worker process, or sums of them.

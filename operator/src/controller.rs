@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod build;
 pub mod fixtures;
+pub mod preflight;
 pub mod status;
 pub mod validate;
 pub mod workers;

@@ -740,6 +740,109 @@ async fn worker_reports_are_aggregated_gone_pods_removed_and_an_open_breaker_deg
     stop.cancel();
 }
 
+/// A worker entry carrying preflight results `(check, ok, message)`.
+fn entry_with_preflight(checks: &[(&str, bool, &str)]) -> serde_json::Value {
+    let mut e = entry("Closed", 1.0, 10);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    e["preflight"] = checks
+        .iter()
+        .map(|(check, ok, message)| json!({"check": check, "ok": ok, "message": message, "lastChecked": now}))
+        .collect();
+    e
+}
+
+#[tokio::test]
+async fn a_failing_preflight_check_becomes_a_false_condition_and_recovers() {
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    apply_connector(&server, &fixtures::connector()).await;
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(&server, "cloudtrail").await;
+    let c = wait_ready(&server, "cloudtrail").await;
+    assert_eq!(
+        condition(&c, "S3Readable").unwrap().1,
+        "NotReported",
+        "no worker has reported yet"
+    );
+
+    for pod in ["cloudtrail-a", "cloudtrail-b"] {
+        create_worker_pod(&server, pod).await;
+    }
+    let denied = "DCR dcr-0 stream Custom-CloudTrail denied access (403): assign the role \"Monitoring Metrics Publisher\" on the DCR to the service principal";
+    report(
+        &server,
+        "cloudtrail-a",
+        entry_with_preflight(&[
+            ("s3_list", true, "listed s3://b/"),
+            ("entra_token", true, "token obtained"),
+            ("dcr_stream", false, denied),
+            ("kubernetes", true, "read the connector"),
+        ]),
+    )
+    .await;
+    report(
+        &server,
+        "cloudtrail-b",
+        entry_with_preflight(&[
+            ("s3_list", true, "listed s3://b/"),
+            ("entra_token", true, "token obtained"),
+            ("dcr_stream", true, "refused the probe body as expected"),
+            ("kubernetes", true, "read the connector"),
+        ]),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let c = wait_for("StreamAcceptsData=False", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        (condition(&c, "StreamAcceptsData")?.0 == "False").then_some(c)
+    })
+    .await;
+    eprintln!(
+        "failing check became a False condition after {:?}",
+        started.elapsed()
+    );
+    let (_, reason, message) = condition(&c, "StreamAcceptsData").unwrap();
+    assert_eq!(reason, "CheckFailed");
+    assert_eq!(
+        message,
+        format!("failed in 1 of 2 reporting worker pods: cloudtrail-a: {denied}")
+    );
+    let (status, reason, message) = condition(&c, "Ready").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "PreflightFailed"));
+    assert!(message.contains("Monitoring Metrics Publisher"), "{message}");
+    assert_eq!(condition(&c, "S3Readable").unwrap().0, "True");
+    assert_eq!(condition(&c, "KubernetesAccess").unwrap().0, "True");
+    assert!(
+        condition(&c, "QueueReadable").is_none(),
+        "no worker runs the SQS check"
+    );
+
+    // The role is assigned; the next periodic run passes and the connector is ready again.
+    report(
+        &server,
+        "cloudtrail-a",
+        entry_with_preflight(&[
+            ("s3_list", true, "listed s3://b/"),
+            ("entra_token", true, "token obtained"),
+            ("dcr_stream", true, "refused the probe body as expected"),
+            ("kubernetes", true, "read the connector"),
+        ]),
+    )
+    .await;
+    let c = wait_for("StreamAcceptsData=True and Ready=True", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        (condition(&c, "StreamAcceptsData")?.0 == "True" && condition(&c, "Ready")?.0 == "True").then_some(c)
+    })
+    .await;
+    assert_eq!(condition(&c, "Ready").unwrap().1, "WorkersReady");
+    stop.cancel();
+}
+
 #[tokio::test]
 async fn every_request_is_covered_by_the_declared_permissions() {
     let declared: serde_yaml::Value = serde_yaml::from_str(

@@ -287,6 +287,7 @@ impl Worker {
             lookback: cfg.checkpoint.last_modified_lookback.get(),
             once: options.once,
             once_rounds: cfg.aws.object_attempts,
+            start_batch: cfg.aws.max_concurrent_downloads as usize,
         };
         let coordination = self.start_coordination(true).await?;
         let checkpoints = coordination

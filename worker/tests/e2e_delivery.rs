@@ -145,6 +145,25 @@ async fn checkpoint_prevents_rereading_and_new_objects_are_found() {
     assert_eq!(env.emulator.stats().records_accepted, 8);
 }
 
+/// Objects are marked started in batches, so the checkpoint is written far less often than once per
+/// object (each write is an fsync, or in Kubernetes mode a Lease update).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn started_marks_are_written_in_batches_not_once_per_object() {
+    let env = Env::start(FaultPlan::none()).await;
+    let prefix = "AWSLogs/111122223333/CloudTrail/";
+    let bytes = gzip(&fixture("cloudtrail/clo_cloudtrail.json"));
+    let objects = 64;
+    for i in 0..objects {
+        env.put(&format!("{prefix}2024/01/15/{i:03}.json.gz"), &bytes);
+    }
+    let yaml = env.config("cloudtrail", prefix, "Custom-CloudTrail", "", "");
+    let (summary, metrics) = run_once(&yaml).await;
+    assert_eq!(summary.objects_finished, objects);
+    let writes = metrics.checkpoint_writes.with_label_values(&["ok"]).get();
+    eprintln!("{objects} objects: {writes} checkpoint writes");
+    assert!(writes * 2 <= objects, "{writes} checkpoint writes for {objects} objects");
+}
+
 /// A prefix spanning accounts: a new object whose key sorts before everything already done (another
 /// account) is still found, by the default LastModified-based progress.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

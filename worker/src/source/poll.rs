@@ -47,6 +47,10 @@ pub struct PollSettings {
     pub once: bool,
     /// Passes made in `once` mode to retry objects whose attempt failed.
     pub once_rounds: u32,
+    /// Objects whose *started* marks are requested together, so one checkpoint write records them all
+    /// (`aws.max_concurrent_downloads`). Each started object not finished at a crash is re-read, so
+    /// this bounds the extra re-reads the batching can cause.
+    pub start_batch: usize,
 }
 
 /// The poll-mode source.
@@ -60,14 +64,20 @@ pub struct PollSource {
     first_pass: Option<oneshot::Sender<()>>,
 }
 
-/// What [`PollSource::dispatch`] did with an object.
+/// What [`PollSource::send`] did with an object.
 enum Dispatched {
     /// Handed to the pipeline.
     Yes,
-    /// Not read: its partition is no longer held by this replica.
-    PartitionGone,
     /// The pipeline or the stop signal ended the pass.
     Stopped,
+}
+
+/// An object found unfinished, waiting for its *started* mark.
+struct Candidate {
+    object: ObjectRef,
+    partition: u32,
+    checkpoint: CheckpointHandle,
+    possible_duplicate: bool,
 }
 
 /// What one listing pass found.
@@ -225,6 +235,7 @@ impl PollSource {
 
             let mut page_keys = Vec::new();
             let mut covered: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+            let mut batch: Vec<Candidate> = Vec::new();
             for obj in page.contents() {
                 let Some(key) = obj.key() else { continue };
                 counts.listed += 1;
@@ -267,14 +278,25 @@ impl PollSource {
                     etag: obj.e_tag().map(str::to_owned),
                     last_modified,
                 };
-                match self
-                    .dispatch(object, partition, checkpoint, tx, stop, finalizers)
-                    .await?
+                batch.push(Candidate {
+                    possible_duplicate: checkpoint.was_in_progress(&object.key).is_some(),
+                    object,
+                    partition,
+                    checkpoint,
+                });
+                if batch.len() >= self.settings.start_batch.max(1)
+                    && !self
+                        .dispatch_batch(std::mem::take(&mut batch), tx, stop, finalizers, &mut counts)
+                        .await?
                 {
-                    Dispatched::Yes => counts.dispatched += 1,
-                    Dispatched::PartitionGone => {}
-                    Dispatched::Stopped => return Ok(counts),
+                    return Ok(counts);
                 }
+            }
+            if !self
+                .dispatch_batch(std::mem::take(&mut batch), tx, stop, finalizers, &mut counts)
+                .await?
+            {
+                return Ok(counts);
             }
             if let Some(single) = single.as_ref().filter(|_| key_mode) {
                 single.compact(prefix, page_keys).await;
@@ -310,33 +332,66 @@ impl PollSource {
         Ok(counts)
     }
 
-    /// Marks the object started (durably) in its partition's checkpoint, then hands it to the pipeline.
-    async fn dispatch(
+    /// Marks a batch of objects started (durably, in one checkpoint write where the checkpointer can
+    /// group them), then hands each to the pipeline. Returns false when the pipeline or the stop signal
+    /// ended the pass.
+    async fn dispatch_batch(
         &mut self,
-        object: ObjectRef,
-        partition: u32,
-        checkpoint: CheckpointHandle,
+        batch: Vec<Candidate>,
         tx: &mpsc::Sender<WorkItem>,
         stop: &CancellationToken,
         finalizers: &mut JoinSet<bool>,
-    ) -> Result<Dispatched, SourceError> {
-        let possible_duplicate = checkpoint.was_in_progress(&object.key).is_some();
-        if let Err(e) = checkpoint.started(&object.key, object.etag.clone()).await {
-            if !self.checkpoints.holds(partition) {
-                // The partition was lost or handed over meanwhile: its new holder reads the object.
-                debug!(key = %object.key, partition, "partition no longer held; not reading the object");
-                return Ok(Dispatched::PartitionGone);
-            }
-            if self.checkpoints.single().is_none() {
-                // A partition checkpoint lives in the Kubernetes API: while it cannot be written (API
-                // server unreachable, checkpoint too large), nothing of the partition starts and the
-                // object is offered again next pass. The partition manager drops the partition if
-                // its Lease cannot be renewed either.
-                warn!(key = %object.key, partition, error = %e, "unable to record the object as started; not reading it now");
-                return Ok(Dispatched::PartitionGone);
-            }
-            return Err(SourceError::Checkpoint(e.to_string()));
+        counts: &mut PassCounts,
+    ) -> Result<bool, SourceError> {
+        if batch.is_empty() {
+            return Ok(true);
         }
+        let marks = futures::future::join_all(
+            batch
+                .iter()
+                .map(|c| c.checkpoint.started(&c.object.key, c.object.etag.clone())),
+        )
+        .await;
+        for (candidate, mark) in batch.into_iter().zip(marks) {
+            if let Err(e) = mark {
+                let (key, partition) = (&candidate.object.key, candidate.partition);
+                if !self.checkpoints.holds(partition) {
+                    // The partition was lost or handed over meanwhile: its new holder reads the object.
+                    debug!(key = %key, partition, "partition no longer held; not reading the object");
+                    continue;
+                }
+                if self.checkpoints.single().is_none() {
+                    // A partition checkpoint lives in the Kubernetes API: while it cannot be written
+                    // (API server unreachable, checkpoint too large), nothing of the partition starts
+                    // and the object is offered again next pass. The partition manager drops the
+                    // partition if its Lease cannot be renewed either.
+                    warn!(key = %key, partition, error = %e, "unable to record the object as started; not reading it now");
+                    continue;
+                }
+                return Err(SourceError::Checkpoint(e.to_string()));
+            }
+            match self.send(candidate, tx, stop, finalizers).await {
+                Dispatched::Yes => counts.dispatched += 1,
+                Dispatched::Stopped => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Hands an object marked started to the pipeline; a finalizer records its completion.
+    async fn send(
+        &mut self,
+        candidate: Candidate,
+        tx: &mpsc::Sender<WorkItem>,
+        stop: &CancellationToken,
+        finalizers: &mut JoinSet<bool>,
+    ) -> Dispatched {
+        let Candidate {
+            object,
+            partition,
+            checkpoint,
+            possible_duplicate,
+        } = candidate;
         let (done_tx, done_rx) = oneshot::channel();
         let key = object.key.clone();
         let prefix = object.prefix.clone();
@@ -360,7 +415,7 @@ impl PollSource {
             if let Ok(mut set) = self.in_flight.lock() {
                 set.remove(&key);
             }
-            return Ok(Dispatched::Stopped);
+            return Dispatched::Stopped;
         }
         let checkpoints = self.checkpoints.clone();
         let in_flight = Arc::clone(&self.in_flight);
@@ -377,7 +432,7 @@ impl PollSource {
             }
             finished
         });
-        Ok(Dispatched::Yes)
+        Dispatched::Yes
     }
 }
 
