@@ -161,7 +161,10 @@ async fn started_marks_are_written_in_batches_not_once_per_object() {
     assert_eq!(summary.objects_finished, objects);
     let writes = metrics.checkpoint_writes.with_label_values(&["ok"]).get();
     eprintln!("{objects} objects: {writes} checkpoint writes");
-    assert!(writes * 2 <= objects, "{writes} checkpoint writes for {objects} objects");
+    assert!(
+        writes * 2 <= objects,
+        "{writes} checkpoint writes for {objects} objects"
+    );
 }
 
 /// A prefix spanning accounts: a new object whose key sorts before everything already done (another
