@@ -4,8 +4,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use s3_sentinel_api::WorkerConfig;
+use s3_sentinel_worker::coordination::status;
 use s3_sentinel_worker::pipeline::{RunOptions, Worker};
-use s3_sentinel_worker::preflight::{self, GateOutcome};
+use s3_sentinel_worker::preflight::{self, GateOutcome, periodic};
 use s3_sentinel_worker::telemetry::Metrics;
 use s3_sentinel_worker::{admin, demo, telemetry};
 use std::path::PathBuf;
@@ -45,8 +46,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Check a local sample object against a DCR stream declaration and print per-column mismatches.
     CheckSchema(s3_sentinel_worker::check_schema::CheckSchemaArgs),
-    /// Check what can be checked before data flows (config, S3 listing, Entra token, DCR stream) and
-    /// print one line per check; exit code 1 when any failed.
+    /// Check what can be checked before data flows (config, S3 listing, SQS queue, Entra token, DCR
+    /// stream, Kubernetes access) and print one line per check; exit code 1 when any failed.
     Preflight {
         /// The YAML configuration file.
         #[arg(long, short, env = "S3_SENTINEL_CONFIG")]
@@ -134,11 +135,27 @@ async fn run(cfg: WorkerConfig, once: bool) -> anyhow::Result<ExitCode> {
     }
 
     // Preflight: with --once the first failure ends the run; otherwise wait for the checks to pass.
-    match preflight::gate(&cfg, &metrics, &health, &stop, !once).await {
+    // Meanwhile (kubernetes mode) this pod's status entry carries the results to the connector.
+    let gate_reporter = status::start_gate_reporter(&cfg, &metrics).await;
+    let gate = preflight::gate(&cfg, &metrics, &health, &stop, !once).await;
+    if let Some((reporter_stop, reporter)) = gate_reporter {
+        reporter_stop.cancel();
+        let _ = reporter.await;
+    }
+    match gate {
         GateOutcome::Passed => {}
         GateOutcome::Stopped => return Ok(ExitCode::SUCCESS),
         GateOutcome::Failed => anyhow::bail!("preflight failed: see the preflight check lines above"),
     }
+    // Re-run the checks every admin.preflight_interval while the pipeline runs (metric, logs, status).
+    tokio::spawn(periodic::periodically(
+        cfg.clone(),
+        metrics.clone(),
+        preflight::Targets::default(),
+        cfg.admin.preflight_interval.get(),
+        periodic::publisher().clone(),
+        stop.clone(),
+    ));
     let worker = Worker::build(cfg, metrics, Some(ready_tx)).await?;
     let summary = worker.run(RunOptions { once }, stop).await?;
     let usage = telemetry::process::current().unwrap_or_default();

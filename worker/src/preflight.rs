@@ -8,8 +8,10 @@
 //! | --- | --- | --- |
 //! | `config` | loads and validates the file | every key is known and every value is in range |
 //! | `s3_list` | one `ListObjectsV2` with `MaxKeys=1` per prefix | credentials resolve; the bucket exists in `aws.region`; `s3:ListBucket` is granted for each prefix |
+//! | `sqs_queue` (with `sqs`) | one `GetQueueAttributes` on `sqs.queue_url` ([`sqs`]) | the queue exists and `sqs:GetQueueAttributes` is granted |
 //! | `entra_token` | one client-credentials token request | tenant id, client id and secret (or federated token) are accepted by Entra ID |
 //! | `dcr_stream` | one POST of a body that is **not JSON** to the stream URL | see below |
+//! | `kubernetes` (with `coordination.mode: kubernetes`) | get the connector, list Leases ([`kubernetes`]) | the operator's Role for the worker is in place |
 //!
 //! The `dcr_stream` probe never writes data: its body (`s3-sentinel preflight probe: not json`) cannot be
 //! parsed into a record, so the service must refuse it. The answer proves that DNS, TLS and the endpoint
@@ -24,7 +26,14 @@
 //! In `run`, [`gate`] runs the checks before the pipeline starts and repeats them every
 //! [`RETRY_INTERVAL`] until all pass (so a corrected Secret is picked up without a restart): meanwhile
 //! `/readyz` answers 503 with the first failing check's message and
-//! `s3sentinel_preflight_check{check}` is 0 for each failing check, 1 for each passing one.
+//! `s3sentinel_preflight_check{check}` is 0 for each failing check, 1 for each passing one. Once the
+//! pipeline runs, [`periodic::periodically`] re-runs them every `admin.preflight_interval`; every report
+//! (the gate's and the periodic ones) is published for the status reporter, which puts it in this pod's
+//! `status.workers` entry, from which the operator derives one condition per check.
+
+pub mod kubernetes;
+pub mod periodic;
+pub mod sqs;
 
 use crate::admin::Health;
 use crate::sink::auth::{AuthError, error_chain};
@@ -35,7 +44,7 @@ use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Error;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use s3_sentinel_api::WorkerConfig;
-use s3_sentinel_api::config::SentinelAuthConfig;
+use s3_sentinel_api::config::{CoordinationMode, SentinelAuthConfig};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -57,19 +66,43 @@ pub enum Check {
     EntraToken,
     /// The DCR stream endpoint answers the probe without refusing the token, the role or the path.
     DcrStream,
+    /// The SQS queue's attributes can be read (only with `sqs`).
+    SqsQueue,
+    /// The connector can be read and Leases listed (only with `coordination.mode: kubernetes`).
+    Kubernetes,
 }
 
 impl Check {
     /// Every check, in the order they run.
-    pub const ALL: [Check; 4] = [Check::Config, Check::S3List, Check::EntraToken, Check::DcrStream];
+    pub const ALL: [Check; 6] = [
+        Check::Config,
+        Check::S3List,
+        Check::SqsQueue,
+        Check::EntraToken,
+        Check::DcrStream,
+        Check::Kubernetes,
+    ];
+    /// The checks every configuration runs (the others depend on `sqs` and `coordination.mode`).
+    pub const ALWAYS: [Check; 4] = [Check::Config, Check::S3List, Check::EntraToken, Check::DcrStream];
 
-    /// The check's name (metric label and table row).
+    /// The check's name (metric label, table row, `check` of the status entry).
     pub const fn as_str(self) -> &'static str {
         match self {
             Check::Config => "config",
             Check::S3List => "s3_list",
+            Check::SqsQueue => "sqs_queue",
             Check::EntraToken => "entra_token",
             Check::DcrStream => "dcr_stream",
+            Check::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// Whether `config` calls for this check.
+    pub fn applies_to(self, config: &WorkerConfig) -> bool {
+        match self {
+            Check::SqsQueue => config.sqs.is_some(),
+            Check::Kubernetes => config.coordination.mode == CoordinationMode::Kubernetes,
+            _ => true,
         }
     }
 }
@@ -133,7 +166,7 @@ impl CheckResult {
     }
 }
 
-/// Every check's result, in [`Check::ALL`] order.
+/// The result of every check the configuration calls for, in [`Check::ALL`] order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// One result per check.
@@ -189,7 +222,7 @@ pub async fn run_file(path: &Path, metrics: &Metrics) -> Report {
     match WorkerConfig::load(path) {
         Ok(config) => run(&config, metrics).await,
         Err(e) => Report {
-            results: Check::ALL
+            results: Check::ALWAYS
                 .iter()
                 .map(|&c| match c {
                     Check::Config => CheckResult::failed(
@@ -206,8 +239,29 @@ pub async fn run_file(path: &Path, metrics: &Metrics) -> Report {
     }
 }
 
-/// Runs every check against a validated configuration.
+/// What the checks connect to besides what the configuration says.
+#[derive(Clone, Default)]
+pub struct Targets {
+    /// The Kubernetes client for the `kubernetes` check; `None`: the in-cluster service account (or
+    /// `KUBECONFIG`).
+    pub kube: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Targets")
+            .field("kube", &self.kube.as_ref().map(|_| "given"))
+            .finish()
+    }
+}
+
+/// Runs every check the configuration calls for.
 pub async fn run(config: &WorkerConfig, metrics: &Metrics) -> Report {
+    run_with(config, metrics, &Targets::default()).await
+}
+
+/// Runs every check the configuration calls for, against `targets`.
+pub async fn run_with(config: &WorkerConfig, metrics: &Metrics, targets: &Targets) -> Report {
     let mut results = vec![CheckResult::ok(
         Check::Config,
         format!(
@@ -218,9 +272,15 @@ pub async fn run(config: &WorkerConfig, metrics: &Metrics) -> Report {
         ),
     )];
     results.push(check_s3(config).await);
+    if let Some(queue) = &config.sqs {
+        results.push(sqs::check(&config.aws, queue).await);
+    }
     let (token, dcr) = check_sentinel(config, metrics).await;
     results.push(token);
     results.push(dcr);
+    if Check::Kubernetes.applies_to(config) {
+        results.push(kubernetes::check(&config.coordination, targets.kube.clone()).await);
+    }
     Report { results }
 }
 
@@ -235,9 +295,10 @@ pub enum GateOutcome {
     Stopped,
 }
 
-/// Runs the checks before the pipeline starts: logs each result, exports the metric and, while a check
-/// fails, holds `/readyz` at 503 with its message. With `retry`, failed checks are run again every
-/// [`RETRY_INTERVAL`] until all pass or `stop`; without, the first failure ends the gate.
+/// Runs the checks before the pipeline starts: logs each result, exports the metric, publishes the
+/// report ([`periodic::publisher`]) and, while a check fails, holds `/readyz` at 503 with its message.
+/// With `retry`, failed checks are run again every [`RETRY_INTERVAL`] until all pass or `stop`; without,
+/// the first failure ends the gate.
 pub async fn gate(
     config: &WorkerConfig,
     metrics: &Metrics,
@@ -249,6 +310,7 @@ pub async fn gate(
         let report = run(config, metrics).await;
         report.export(metrics);
         log(&report);
+        periodic::publish(periodic::publisher(), &report, chrono::Utc::now());
         let Some(failure) = report.first_failure() else {
             return GateOutcome::Passed;
         };

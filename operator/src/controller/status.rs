@@ -7,8 +7,13 @@
 //! status the operator writes; a breaker reported open or half-open by any worker makes the connector
 //! `Degraded`. The operator never applies `status.workers`: each worker pod owns its own entry.
 //!
+//! The workers' preflight results become one condition per check ([`super::preflight`]); while one of
+//! them is `False`, `Ready` is `False` with reason `PreflightFailed`, so a connector whose pods run but
+//! cannot read S3 or deliver to Sentinel never looks ready.
+//!
 //! [`compute`] is pure and unit-tested; [`write`] and [`publish_events`] are the only API calls.
 
+use super::preflight;
 use super::validate::ValidationError;
 use super::workers::{Aggregate, BreakerReport};
 use crate::FIELD_MANAGER;
@@ -118,6 +123,8 @@ pub fn compute(
     status.backlog = a.backlog;
     status.reporting_workers = Some(a.reporting_workers);
     status.totals = Some(a.totals);
+    preflight::update(&mut status.conditions, &status.workers, generation, now);
+    let preflight_failure = preflight::ready_failure(&status.conditions);
 
     let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
         type_: type_.into(),
@@ -182,6 +189,8 @@ pub fn compute(
                     reason::SUSPENDED,
                     "spec.suspend is true; workers are scaled to zero".into(),
                 )
+            } else if let Some(message) = preflight_failure {
+                cond(READY, false, preflight::reason::PREFLIGHT_FAILED, message)
             } else if r.ready_ok {
                 cond(
                     READY,
@@ -665,6 +674,77 @@ mod tests {
             .map(|e| e.reason)
             .collect();
         assert_eq!(reasons, ["Recovered"]);
+    }
+
+    #[test]
+    fn a_failing_preflight_check_makes_ready_false_until_it_passes() {
+        use s3_sentinel_api::connector::PreflightResult;
+        let with = |ok: bool, message: &str| {
+            let mut w = workers_map(&[("a", BreakerState::Closed)]);
+            w.get_mut("a").unwrap().preflight = vec![PreflightResult {
+                check: "dcr_stream".into(),
+                ok,
+                message: message.into(),
+                last_checked: "2026-01-01T00:00:00Z".into(),
+            }];
+            w
+        };
+        let run = |old: Option<&S3SentinelConnectorStatus>,
+                   w: &std::collections::BTreeMap<String, WorkerStatus>,
+                   at| {
+            let current = S3SentinelConnectorStatus {
+                workers: w.clone(),
+                ..old.cloned().unwrap_or_default()
+            };
+            compute(
+                Some(&current),
+                Some(1),
+                "c",
+                Outcome::Applied { suspended: false },
+                Some(&deployment(1, 1)),
+                &reported(w, None),
+                at,
+            )
+        };
+        let denied =
+            "DCR dcr-1 stream Custom-X denied access (403): assign the role \"Monitoring Metrics Publisher\"";
+        let bad = run(None, &with(false, denied), t(0));
+        let r = get(&bad, READY);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "PreflightFailed")
+        );
+        assert!(
+            r.message.contains("StreamAcceptsData") && r.message.contains(denied),
+            "{}",
+            r.message
+        );
+        let stream = get(&bad, "StreamAcceptsData");
+        assert_eq!(stream.status, "False");
+        assert_eq!(
+            stream.message,
+            format!("failed in 1 of 1 reporting worker pods: a: {denied}")
+        );
+        assert_eq!(get(&bad, "S3Readable").status, "Unknown");
+        assert_eq!(
+            get(&bad, DEGRADED).status,
+            "False",
+            "a failing check is not Degraded"
+        );
+        let ev = transition_events(None, &bad);
+        assert!(ev.is_empty(), "Ready was never True: no warning event");
+
+        let good = run(Some(&bad), &with(true, "accepted the token"), t(30));
+        assert_eq!(get(&good, READY).status, "True");
+        assert_eq!(get(&good, "StreamAcceptsData").status, "True");
+        assert_eq!(get(&good, "StreamAcceptsData").last_transition_time, Time(t(30)));
+        let again = run(Some(&good), &with(false, denied), t(60));
+        let ev = transition_events(Some(&good), &again);
+        assert_eq!(
+            ev.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+            ["PreflightFailed"],
+            "Ready going False because of preflight is a warning event"
+        );
     }
 
     #[test]

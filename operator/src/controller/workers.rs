@@ -310,6 +310,7 @@ mod tests {
                 failures: 0,
                 dead_lettered: 0,
             },
+            preflight: Vec::new(),
         }
     }
 

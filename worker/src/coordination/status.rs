@@ -8,9 +8,13 @@
 //! `status.retiredTotals`, so the connector's totals do not drop on a rollout or scale-in.
 //!
 //! The figures come from this process's own Prometheus registry, so the status and `/metrics` never
-//! disagree: rates are the change of the counters over the last interval.
+//! disagree: rates are the change of the counters over the last interval. The entry's `preflight` list
+//! is the latest preflight report ([`crate::preflight::periodic`]), only borrowed here: the checks run
+//! in their own task at their own interval, never in this loop.
 
 use crate::coordination::partitions::Checkpoints;
+use crate::preflight::Status as CheckStatus;
+use crate::preflight::periodic::{self, Latest};
 use crate::telemetry::Metrics;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kube::Api;
@@ -86,6 +90,31 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The entry's `preflight` list: one item per check that ran (a check skipped because one it depends
+/// on failed is left out, so it reads as "not reported" rather than as failed).
+pub fn preflight_results(latest: Option<&Latest>) -> Value {
+    let Some(latest) = latest else {
+        return json!([]);
+    };
+    let checked = rfc3339(latest.checked_at);
+    Value::Array(
+        latest
+            .report
+            .results
+            .iter()
+            .filter(|r| r.status != CheckStatus::Skipped)
+            .map(|r| {
+                json!({
+                    "check": r.check.as_str(),
+                    "ok": r.status == CheckStatus::Ok,
+                    "message": r.message,
+                    "lastChecked": checked,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Builds this pod's status entry (pure, for tests).
 #[allow(clippy::too_many_arguments)]
 pub fn entry(
@@ -98,6 +127,7 @@ pub fn entry(
     in_flight_batches: i64,
     backlog: i64,
     partitions: Vec<u32>,
+    preflight: Option<&Latest>,
 ) -> Value {
     let (records_per_second, bytes_per_second) = match previous {
         Some((before, elapsed)) if !elapsed.is_zero() => {
@@ -127,6 +157,7 @@ pub fn entry(
             "failures": totals.failures,
             "deadLettered": totals.dead_lettered,
         },
+        "preflight": preflight_results(preflight),
     })
 }
 
@@ -164,6 +195,7 @@ pub async fn report_periodically(
     let mut breaker_since = started_at;
     let mut previous: Option<(Totals, Instant)> = None;
     let params = PatchParams::apply(&settings.field_manager()).force();
+    let preflight = periodic::subscribe();
     let mut last = false;
     loop {
         let now = Utc::now();
@@ -178,6 +210,7 @@ pub async fn report_periodically(
             .map(|c| c.held().into_keys().collect())
             .unwrap_or_default();
         let backlog = metrics.backlog.get();
+        let latest = preflight.borrow().clone();
         let body = entry(
             now,
             started_at,
@@ -188,6 +221,7 @@ pub async fn report_periodically(
             metrics.inflight_batches.get(),
             backlog,
             held,
+            latest.as_deref(),
         );
         previous = Some((current, Instant::now()));
         let patch = json!({
@@ -218,6 +252,43 @@ pub async fn report_periodically(
             () = stop.cancelled() => last = true,
         }
     }
+}
+
+/// While the start-up preflight gate waits (`coordination.mode: kubernetes` only), reports this pod's
+/// entry every `coordination.status_interval`, so a check that keeps the pipeline from starting reaches
+/// the connector's conditions. Cancel the returned token when the gate ends: the reporter writes once
+/// more (with the gate's last results) and ends, and the pipeline's own reporter takes over as the same
+/// field manager. `None` outside kubernetes mode, or when the identity or the in-cluster client is
+/// missing (the `kubernetes` check and the pipeline report those).
+pub async fn start_gate_reporter(
+    config: &s3_sentinel_api::WorkerConfig,
+    metrics: &Metrics,
+) -> Option<(CancellationToken, tokio::task::JoinHandle<()>)> {
+    let identity = std::env::var(&config.coordination.identity_env).ok();
+    let settings = super::CoordinationSettings::from_config(config, identity)
+        .ok()
+        .flatten()?;
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(error) => {
+            debug!(%error, "no Kubernetes client: the preflight gate does not report into the connector");
+            return None;
+        }
+    };
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(report_periodically(
+        client,
+        ReporterSettings {
+            namespace: settings.namespace,
+            connector: settings.connector,
+            pod: settings.identity,
+            interval: settings.status_interval,
+        },
+        metrics.clone(),
+        None,
+        stop.clone(),
+    ));
+    Some((stop, handle))
 }
 
 #[cfg(test)]
@@ -252,6 +323,7 @@ mod tests {
             3,
             17,
             vec![1, 5],
+            None,
         );
         assert_eq!(e["recordsPerSecond"], 200.0);
         assert_eq!(e["bytesPerSecond"], 10_000.0);
@@ -265,9 +337,62 @@ mod tests {
             e["totals"],
             json!({"records": 3000, "bytes": 150_000, "objects": 4, "failures": 1, "deadLettered": 2})
         );
-        let first = entry(now, t0, after, None, 0, t0, 0, 0, vec![]);
+        let first = entry(now, t0, after, None, 0, t0, 0, 0, vec![], None);
         assert_eq!(first["recordsPerSecond"], 0.0, "no rate before a second sample");
         assert_eq!(first["breaker"], "Closed");
+    }
+
+    #[test]
+    fn entry_carries_the_latest_preflight_results_without_skipped_checks() {
+        use crate::preflight::{Check, CheckResult, Report};
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let result = |check, status, message: &str| CheckResult {
+            check,
+            status,
+            message: message.into(),
+        };
+        let latest = Latest {
+            report: Report {
+                results: vec![
+                    result(Check::Config, CheckStatus::Ok, "valid"),
+                    result(Check::S3List, CheckStatus::Ok, "listed"),
+                    result(Check::EntraToken, CheckStatus::Failed, "refused: fix the secret"),
+                    result(Check::DcrStream, CheckStatus::Skipped, "not run"),
+                ],
+            },
+            checked_at: t0,
+        };
+        let e = entry(
+            t0,
+            t0,
+            Totals::default(),
+            None,
+            0,
+            t0,
+            0,
+            0,
+            vec![],
+            Some(&latest),
+        );
+        assert_eq!(
+            e["preflight"],
+            json!([
+                {"check": "config", "ok": true, "message": "valid", "lastChecked": "2026-01-01T00:00:00Z"},
+                {"check": "s3_list", "ok": true, "message": "listed", "lastChecked": "2026-01-01T00:00:00Z"},
+                {"check": "entra_token", "ok": false, "message": "refused: fix the secret", "lastChecked": "2026-01-01T00:00:00Z"},
+            ])
+        );
+        let typed: s3_sentinel_api::connector::WorkerStatus = serde_json::from_value(e).unwrap();
+        assert_eq!(typed.preflight.len(), 3);
+        assert!(!typed.preflight[2].ok);
+        let none = entry(t0, t0, Totals::default(), None, 0, t0, 0, 0, vec![], None);
+        assert_eq!(
+            none["preflight"],
+            json!([]),
+            "before the first run: an empty list"
+        );
     }
 
     #[test]
