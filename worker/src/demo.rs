@@ -293,7 +293,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     let started = Instant::now();
-    let progress = tokio::spawn(show_progress(all_metrics.clone(), objects, started));
+    let progress = tokio::spawn(crate::telemetry::progress::show(
+        all_metrics.clone(),
+        Some(objects),
+        started,
+        Duration::from_millis(250),
+        std::io::stdout,
+    ));
     let mut summaries: Vec<(&str, RunSummary)> = Vec::new();
     let mut failed = false;
     for run in runs {
@@ -310,7 +316,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     progress.abort();
-    print_progress(&all_metrics, objects, started);
+    crate::telemetry::progress::draw(&all_metrics, Some(objects), started, &mut std::io::stdout());
     let elapsed = started.elapsed();
     print_summary(&summaries, elapsed, &emulator.stats());
     println!("\nFiles: {}", dir.display());
@@ -350,42 +356,6 @@ fn chaos_faults() -> FaultPlan {
                 retry_after_secs: None,
             },
         )
-}
-
-async fn show_progress(metrics: Vec<Metrics>, objects_total: u64, started: Instant) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        print_progress(&metrics, objects_total, started);
-    }
-}
-
-/// One progress line (rewritten in place), summed over every pipeline.
-fn print_progress(metrics: &[Metrics], objects_total: u64, started: Instant) {
-    let (mut objects, mut accepted, mut dead, mut bytes, mut retries) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut breaker = 0i64;
-    for m in metrics {
-        objects += ["complete", "skipped", "dead_lettered"]
-            .iter()
-            .map(|o| m.objects_processed.with_label_values(&[o]).get())
-            .sum::<u64>();
-        accepted += sum_counter(&m.records_processed);
-        dead += sum_counter(&m.records_dead_lettered);
-        bytes += sum_counter(&m.bytes_processed);
-        retries += sum_counter(&m.sentinel_retries);
-        breaker = breaker.max(m.breaker_state.get());
-    }
-    let secs = started.elapsed().as_secs_f64().max(0.001);
-    print!(
-        "\r  objects {objects}/{objects_total} · records accepted {accepted} · dead-lettered {dead} · {:.2} MB/s · retries {retries} · breaker {}   ",
-        bytes as f64 / 1e6 / secs,
-        crate::resilience::BreakerState::from_gauge_value(breaker).as_str()
-    );
-    let _ = std::io::stdout().flush();
-}
-
-fn sum_counter(vec: &prometheus::IntCounterVec) -> u64 {
-    crate::telemetry::stats::sum_counters(vec) as u64
 }
 
 fn print_summary(summaries: &[(&str, RunSummary)], elapsed: Duration, stats: &s3_sentinel_emulator::Stats) {
