@@ -134,6 +134,56 @@ async fn schema_mismatches_are_counted_and_oversize_fields_truncated() {
     assert!(user.len() <= MAX_FIELD_BYTES);
 }
 
+/// In `coordination.mode: kubernetes`, the columns that do not match the declaration reach the
+/// connector's status (column and kind, never the value), where the operator turns them into the
+/// `SchemaMatches` condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schema_findings_reach_the_connector_status() {
+    let env = Env::start(FaultPlan::none()).await;
+    env.put("schema/2024/01/15/records.jsonl.gz", &gzip(&schema_records()));
+    let server = common::kube::server_with_connector("logs", "schema", BUCKET).await;
+    let yaml = env.config(
+        "jsonlines",
+        "schema/",
+        "Custom-Schema",
+        COLUMNS,
+        "coordination:\n  mode: kubernetes\n  namespace: logs\n  connector: schema\n  status_interval: 1s",
+    );
+    let config = s3_sentinel_api::WorkerConfig::from_yaml(&yaml).unwrap();
+    let metrics = s3_sentinel_worker::telemetry::Metrics::new().unwrap();
+    let worker = s3_sentinel_worker::pipeline::Worker::build(config, metrics, None)
+        .await
+        .unwrap()
+        .with_kube(server.client_as("worker-0"), "worker-0");
+    let summary = worker
+        .run(
+            s3_sentinel_worker::pipeline::RunOptions { once: true },
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.records_accepted, 4);
+
+    // The last report, written at shutdown, has the findings.
+    let workers = common::kube::status_workers(&server, "logs", "schema").await;
+    let findings = workers["worker-0"]["schemaFindings"].as_array().unwrap().clone();
+    let kinds: Vec<&str> = findings.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"undeclared") && kinds.contains(&"type"),
+        "{findings:?}"
+    );
+    for f in &findings {
+        assert!(f["column"].as_str().is_some_and(|c| !c.is_empty()));
+        assert!(f["count"].as_u64().unwrap() >= 1);
+        assert!(f["firstSeen"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            f.as_object().unwrap().len(),
+            4,
+            "column, kind, count, firstSeen only: {f}"
+        );
+    }
+}
+
 /// With `schema_violations: dead_letter`, mismatching records are dead-lettered, the rest sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn schema_violations_can_be_dead_lettered() {

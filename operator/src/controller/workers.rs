@@ -311,6 +311,7 @@ mod tests {
                 dead_lettered: 0,
             },
             preflight: Vec::new(),
+            schema_findings: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::coordination::partitions::Checkpoints;
 use crate::preflight::Status as CheckStatus;
 use crate::preflight::periodic::{self, Latest};
 use crate::telemetry::Metrics;
+use crate::telemetry::schema_findings::Finding;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -161,6 +162,28 @@ pub fn entry(
     })
 }
 
+/// The `schemaFindings` list of the entry: the columns that do not match the DCR stream declaration,
+/// most frequent first, at most [`MAX_REPORTED_FINDINGS`] (the column name, never a value).
+pub fn schema_findings(findings: &[Finding]) -> Value {
+    Value::Array(
+        findings
+            .iter()
+            .take(MAX_REPORTED_FINDINGS)
+            .map(|f| {
+                json!({
+                    "column": f.column,
+                    "kind": f.kind,
+                    "count": f.count,
+                    "firstSeen": rfc3339(f.first_seen),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Most schema findings reported per pod (the status is read by people; the metrics have the rest).
+pub const MAX_REPORTED_FINDINGS: usize = 10;
+
 /// Where and as whom the reporter writes.
 #[derive(Debug, Clone)]
 pub struct ReporterSettings {
@@ -223,6 +246,8 @@ pub async fn report_periodically(
             held,
             latest.as_deref(),
         );
+        let mut body = body;
+        body["schemaFindings"] = schema_findings(&metrics.schema_findings.snapshot());
         previous = Some((current, Instant::now()));
         let patch = json!({
             "apiVersion": "s3sentinel.io/v1alpha1",
@@ -405,5 +430,27 @@ mod tests {
         let t = totals(&m);
         assert_eq!(t.records, 12);
         assert_eq!(t.failures, 2, "accepted requests are not failures");
+    }
+
+    #[test]
+    fn schema_findings_name_columns_most_frequent_first_and_are_capped() {
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let table = crate::telemetry::schema_findings::SchemaFindings::default();
+        table.record("SrcIp", "undeclared", t0);
+        table.record("SrcIp", "undeclared", t0);
+        table.record("Bytes", "type", t0);
+        for i in 0..20 {
+            table.record(&format!("c{i:02}"), "undeclared", t0);
+        }
+        let v = schema_findings(&table.snapshot());
+        let list = v.as_array().unwrap();
+        assert_eq!(list.len(), MAX_REPORTED_FINDINGS);
+        assert_eq!(
+            list[0],
+            json!({"column": "SrcIp", "kind": "undeclared", "count": 2, "firstSeen": "2026-01-01T00:00:00Z"})
+        );
+        assert!(schema_findings(&[]).as_array().unwrap().is_empty());
     }
 }

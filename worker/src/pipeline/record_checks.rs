@@ -90,11 +90,15 @@ impl RecordChecks {
         if schema.check(checked, &mut scratch.mismatches).is_err() || scratch.mismatches.is_empty() {
             return verdict;
         }
+        let now = chrono::Utc::now();
         for m in &scratch.mismatches {
             self.metrics
                 .schema_mismatches
                 .with_label_values(&[m.kind.as_str()])
                 .inc();
+            self.metrics
+                .schema_findings
+                .record(&m.column, m.kind.as_str(), now);
         }
         let action = match self.violations {
             SchemaViolations::Count => "sent",
@@ -187,6 +191,13 @@ sentinel:
         assert_eq!(c.inspect(json, &mut Scratch::default()), Verdict::Send);
         assert_eq!(m.schema_mismatches.with_label_values(&["type"]).get(), 1);
         assert_eq!(m.schema_mismatches.with_label_values(&["undeclared"]).get(), 1);
+        let columns: Vec<(String, &str)> = m
+            .schema_findings
+            .snapshot()
+            .into_iter()
+            .map(|f| (f.column, f.kind))
+            .collect();
+        assert_eq!(columns.len(), 2, "{columns:?}");
         assert_eq!(m.schema_mismatched_records.with_label_values(&["sent"]).get(), 1);
 
         let (c, m) = checks("count", "dead_letter");

@@ -36,6 +36,8 @@ const BYTE_BUCKETS: &[f64] = &[
 pub struct Metrics {
     /// The registry `/metrics` renders.
     pub registry: Registry,
+    /// Per-column DCR schema mismatches (for the connector's status; not a Prometheus metric).
+    pub schema_findings: super::schema_findings::SchemaFindings,
     /// Every metric's name, type, help and labels, in registration order (for the generated reference).
     pub catalog: Vec<MetricInfo>,
 
@@ -183,6 +185,7 @@ impl Metrics {
 
         let m = Metrics {
             registry: registry.clone(),
+            schema_findings: Default::default(),
             log_processing_duration: reg.histogram_vec(
                 "log_processing_duration_seconds",
                 "Seconds from the start of an object's download until every record of it was accepted by Sentinel or dead-lettered",

@@ -4,6 +4,7 @@ pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod progress;
+pub mod schema_findings;
 pub mod stats;
 
 pub use metrics::Metrics;

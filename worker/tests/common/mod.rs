@@ -3,6 +3,8 @@
 //! computed independently by running the parser directly on the same bytes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[allow(dead_code)]
+pub mod kube;
 pub mod moto;
 
 use flate2::Compression;
