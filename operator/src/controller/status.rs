@@ -124,6 +124,7 @@ pub fn compute(
     status.reporting_workers = Some(a.reporting_workers);
     status.totals = Some(a.totals);
     preflight::update(&mut status.conditions, &status.workers, generation, now);
+    super::schema::update(&mut status.conditions, &status.workers, generation, now);
     let preflight_failure = preflight::ready_failure(&status.conditions);
 
     let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
