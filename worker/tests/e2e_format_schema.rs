@@ -141,7 +141,7 @@ async fn schema_mismatches_are_counted_and_oversize_fields_truncated() {
 async fn schema_findings_reach_the_connector_status() {
     let env = Env::start(FaultPlan::none()).await;
     env.put("schema/2024/01/15/records.jsonl.gz", &gzip(&schema_records()));
-    let server = common::kube::server_with_connector("logs", "schema", BUCKET).await;
+    let server = common::cluster::server_with_connector("logs", "schema", BUCKET).await;
     let yaml = env.config(
         "jsonlines",
         "schema/",
@@ -165,7 +165,7 @@ async fn schema_findings_reach_the_connector_status() {
     assert_eq!(summary.records_accepted, 4);
 
     // The last report, written at shutdown, has the findings.
-    let workers = common::kube::status_workers(&server, "logs", "schema").await;
+    let workers = common::cluster::status_workers(&server, "logs", "schema").await;
     let findings = workers["worker-0"]["schemaFindings"].as_array().unwrap().clone();
     let kinds: Vec<&str> = findings.iter().map(|f| f["kind"].as_str().unwrap()).collect();
     assert!(

@@ -28,10 +28,13 @@ pub struct Finding {
     pub first_seen: DateTime<Utc>,
 }
 
+/// (column, kind) → (count, first seen).
+type Table = BTreeMap<(String, &'static str), (u64, DateTime<Utc>)>;
+
 /// The shared table (cheap to clone).
 #[derive(Debug, Clone, Default)]
 pub struct SchemaFindings {
-    inner: Arc<Mutex<BTreeMap<(String, &'static str), (u64, DateTime<Utc>)>>>,
+    inner: Arc<Mutex<Table>>,
 }
 
 impl SchemaFindings {

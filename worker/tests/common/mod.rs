@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[allow(dead_code)]
-pub mod kube;
+pub mod cluster;
 pub mod moto;
 
 use flate2::Compression;
