@@ -10,8 +10,10 @@
 //! The CRD YAML in `crds/` and in the Helm chart is generated from these types by the operator's `crdgen`
 //! binary; a test fails when the committed copy differs.
 
+use crate::config::OversizeFields;
 use crate::duration::HumanDuration;
 use crate::format::FormatChoice;
+use crate::stream::{SchemaViolations, StreamColumn};
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -179,8 +181,9 @@ impl PoisonMessages {
 pub struct CoordinationSpec {
     /// Poll mode splits the keys into this many partitions, each a Lease (`coordination.k8s.io`) that
     /// holds its checkpoint; a worker pod works on the partitions whose Lease it holds. More partitions
-    /// mean finer balancing between pods (and more Leases). Changing it resets no checkpoint but re-maps
-    /// keys to partitions, so objects in flight at the change may be read twice. Ignored in SQS mode.
+    /// mean finer balancing between pods (and more Leases). Changing it starts a new set of Leases seeded
+    /// from the previous set's progress: nothing finished is lost, some objects are read again (counted
+    /// as possible duplicates). Ignored in SQS mode.
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 256))]
     pub partitions: i32,
@@ -254,6 +257,31 @@ pub struct ParserSpec {
     #[serde(default = "default_max_size_bytes")]
     #[schemars(range(min = 1, max = 999_998))]
     pub max_size_bytes: i64,
+    /// Field values over 64 KiB, which the Logs Ingestion API truncates without an error: `Count`
+    /// (default) counts them in `s3sentinel_fields_truncated_total` and sends the record unchanged;
+    /// `Truncate` also cuts such a string value at a UTF-8 boundary and appends
+    /// `…[truncated by s3-sentinel]`, so the truncation is visible in the data.
+    #[serde(default)]
+    pub oversize_fields: OversizeFieldPolicy,
+}
+
+/// What the worker does with a record field value longer than the service's 64 KiB field limit.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OversizeFieldPolicy {
+    /// Count them; the service truncates them silently.
+    #[default]
+    Count,
+    /// Count them and truncate string values explicitly, with a marker.
+    Truncate,
+}
+
+impl From<OversizeFieldPolicy> for OversizeFields {
+    fn from(p: OversizeFieldPolicy) -> Self {
+        match p {
+            OversizeFieldPolicy::Count => OversizeFields::Count,
+            OversizeFieldPolicy::Truncate => OversizeFields::Truncate,
+        }
+    }
 }
 
 /// The Azure Monitor Logs Ingestion destination.
@@ -287,6 +315,71 @@ pub struct SentinelSpec {
     pub allow_insecure_http: bool,
     /// How the worker gets a Microsoft Entra ID token.
     pub auth: SentinelAuthSpec,
+    /// The DCR's declaration of `streamName` (its `streamDeclarations.<stream>.columns`). When set, the
+    /// worker checks every record against it and counts, per column, the fields the DCR would drop
+    /// (undeclared) and the values of the wrong type (`s3sentinel_schema_mismatches_total`); the service
+    /// itself drops both without an error. Unset: no check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_declaration: Option<StreamDeclarationSpec>,
+    /// What a record that does not match `streamDeclaration` becomes: `Count` (default) counts the
+    /// mismatches and sends it anyway; `DeadLetter` dead-letters it (reason `schema_mismatch`) instead of
+    /// sending it. Needs `streamDeclaration`.
+    #[serde(default)]
+    pub schema_violations: SchemaViolationPolicy,
+}
+
+/// The columns of the DCR's input stream: inline, or from a ConfigMap holding the declaration as JSON.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.columns) != has(self.configMapRef)")
+        .message("streamDeclaration needs exactly one of columns and configMapRef")
+)]
+pub struct StreamDeclarationSpec {
+    /// The columns, as in the DCR: `{name, type}` with type `string`, `int`, `long`, `real`, `boolean`,
+    /// `datetime` or `dynamic`. Names are case-sensitive and must be unique.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub columns: Option<Vec<StreamColumn>>,
+    /// A ConfigMap key (in the connector's namespace) holding the declaration as JSON, as copied out of
+    /// the DCR: `{"columns": [{"name": …, "type": …}]}` (the value of `streamDeclarations.<stream>`;
+    /// other keys are ignored, so a `deploy/dcr/<format>.json` file works as it is), the whole
+    /// `streamDeclarations` object (the entry named `streamName` is used), or the bare column list.
+    /// The operator watches the ConfigMap: an edit re-renders the worker configuration and rolls the
+    /// worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyRef>,
+}
+
+/// One key of a ConfigMap in the connector's namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the ConfigMap (in `data`, or base64 in `binaryData`).
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// What the worker does with a record that does not match the stream declaration.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SchemaViolationPolicy {
+    /// Count the mismatches and send the record anyway (the service drops what does not match).
+    #[default]
+    Count,
+    /// Count them and dead-letter the record (reason `schema_mismatch`) instead of sending it.
+    DeadLetter,
+}
+
+impl From<SchemaViolationPolicy> for SchemaViolations {
+    fn from(p: SchemaViolationPolicy) -> Self {
+        match p {
+            SchemaViolationPolicy::Count => SchemaViolations::Count,
+            SchemaViolationPolicy::DeadLetter => SchemaViolations::DeadLetter,
+        }
+    }
 }
 
 /// Microsoft Entra ID credentials of the worker.
@@ -681,6 +774,27 @@ pub struct WorkerStatus {
     /// `EntraTokenObtained`, `StreamAcceptsData`, `KubernetesAccess`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preflight: Vec<PreflightResult>,
+    /// Columns of this pod's records that do not match the DCR stream declaration
+    /// (`spec.sentinel.streamDeclaration`), most frequent first: the column name, never a value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_findings: Vec<SchemaFinding>,
+}
+
+/// One column whose values do not match the DCR stream declaration, as seen by one worker pod.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaFinding {
+    /// The column (record field) name; `(other columns)` sums columns beyond the first 50 seen.
+    pub column: String,
+    /// `undeclared` (the DCR drops the field: it never reaches the table) or `type` (the value does not
+    /// fit the declared type).
+    pub kind: String,
+    /// Mismatches seen since the pod started.
+    #[serde(default)]
+    pub count: i64,
+    /// When the first was seen, RFC 3339.
+    #[serde(default)]
+    pub first_seen: String,
 }
 
 /// The latest result of one preflight check in one worker pod.
@@ -1084,5 +1198,63 @@ mod tests {
         );
         assert_eq!(cb.reset_timeout, worker.circuit_breaker.reset_timeout);
         assert_eq!(default_max_size_bytes() as u64, worker.parser.max_size_bytes);
+        assert_eq!(
+            OversizeFields::from(OversizeFieldPolicy::default()),
+            worker.parser.oversize_fields
+        );
+        assert_eq!(
+            SchemaViolations::from(SchemaViolationPolicy::default()),
+            worker.sentinel.schema_violations
+        );
+    }
+
+    #[test]
+    fn stream_declaration_takes_exactly_one_source() {
+        let s = schema();
+        let sentinel = &s["properties"]["spec"]["properties"]["sentinel"]["properties"];
+        assert_eq!(sentinel["schemaViolations"]["default"], "Count");
+        assert_eq!(
+            s["properties"]["spec"]["properties"]["parser"]["properties"]["oversizeFields"]["default"],
+            "Count"
+        );
+        let types =
+            &sentinel["streamDeclaration"]["properties"]["columns"]["items"]["properties"]["type"]["enum"];
+        assert_eq!(
+            types,
+            &json!(["string", "int", "long", "real", "boolean", "datetime", "dynamic"])
+        );
+        let columns = json!([{"name": "TimeGenerated", "type": "datetime"}]);
+        let reference = json!({"name": "cloudtrail-stream", "key": "stream.json"});
+        let rule = "streamDeclaration needs exactly one of columns and configMapRef";
+        for (declaration, ok) in [
+            (json!({"columns": columns}), true),
+            (json!({"configMapRef": reference}), true),
+            (json!({"columns": columns, "configMapRef": reference}), false),
+            (json!({}), false),
+        ] {
+            let mut obj = valid();
+            obj["spec"]["sentinel"]["streamDeclaration"] = declaration.clone();
+            let errors = cel_errors(&obj);
+            assert_eq!(
+                !errors.iter().any(|e| e.contains(rule)),
+                ok,
+                "{declaration}: {errors:?}"
+            );
+        }
+        let typed: S3SentinelConnector = serde_json::from_value({
+            let mut obj = valid();
+            obj["spec"]["sentinel"]["streamDeclaration"] = json!({"columns": columns});
+            obj["spec"]["sentinel"]["schemaViolations"] = json!("DeadLetter");
+            obj["spec"]["parser"]["oversizeFields"] = json!("Truncate");
+            obj
+        })
+        .unwrap();
+        let d = typed.spec.sentinel.stream_declaration.unwrap();
+        assert_eq!(d.columns.unwrap()[0].column_type, crate::ColumnType::Datetime);
+        assert_eq!(
+            typed.spec.sentinel.schema_violations,
+            SchemaViolationPolicy::DeadLetter
+        );
+        assert_eq!(typed.spec.parser.oversize_fields, OversizeFieldPolicy::Truncate);
     }
 }

@@ -1,5 +1,6 @@
-//! The reconcile driver: `kube_runtime::Controller` over `S3SentinelConnector` and the objects it owns,
-//! calling [`reconcile`] — dereference Secrets → remove [`workers`] entries of gone pods → [`validate`] →
+//! The reconcile driver: `kube_runtime::Controller` over `S3SentinelConnector`, the objects it owns and
+//! the ConfigMaps connectors reference (a stream declaration), calling [`reconcile`] — dereference
+//! Secrets and ConfigMaps → remove [`workers`] entries of gone pods → [`validate`] →
 //! [`build`] → [`apply`] → [`status`] — and [`error_policy`] (exponential backoff per connector) on
 //! failure.
 //!
@@ -15,6 +16,7 @@ pub mod apply;
 pub mod build;
 pub mod fixtures;
 pub mod preflight;
+pub mod schema;
 pub mod status;
 pub mod validate;
 pub mod workers;
@@ -31,6 +33,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use s3_sentinel_api::connector::S3SentinelConnector;
@@ -52,6 +55,16 @@ pub enum Error {
         /// Namespace of the Secret.
         namespace: String,
         /// Name of the Secret.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Reading a referenced ConfigMap failed for another reason than absence.
+    #[error("unable to read ConfigMap {namespace}/{name}: {source}")]
+    FetchConfigMap {
+        /// Namespace of the ConfigMap.
+        namespace: String,
+        /// Name of the ConfigMap.
         name: String,
         /// The API error.
         source: kube::Error,
@@ -83,6 +96,7 @@ impl Error {
         match self {
             Error::MissingNamespace(_) => "invalid_object",
             Error::FetchSecret { .. } => "fetch_secret",
+            Error::FetchConfigMap { .. } => "fetch_config_map",
             Error::FetchDeployment { .. } => "fetch_deployment",
             Error::Apply(apply::ApplyError::Apply { .. }) => "apply",
             Error::Apply(apply::ApplyError::List { .. } | apply::ApplyError::Delete { .. }) => {
@@ -102,7 +116,8 @@ pub struct Settings {
     /// Re-check interval while the connector has worker pods or worker entries: the aggregate is
     /// recomputed and gone pods' entries removed at least this often.
     pub worker_resync: Duration,
-    /// Re-check interval of a connector whose spec or Secrets are invalid (Secrets are not watched).
+    /// Re-check interval of a connector whose spec or Secrets are invalid (Secrets are not watched;
+    /// referenced ConfigMaps are).
     pub invalid_retry: Duration,
     /// First backoff after a failed reconcile; doubles per consecutive failure.
     pub backoff_base: Duration,
@@ -279,8 +294,9 @@ async fn reconcile_inner(connector: &S3SentinelConnector, ctx: &Context) -> Resu
     };
 
     let secrets = fetch_secrets(&ctx.client, &namespace, connector).await?;
+    let config_maps = fetch_config_maps(&ctx.client, &namespace, connector).await?;
     let validated: Result<ValidatedConnector, Vec<validate::ValidationError>> =
-        validate::validate(connector, &secrets, &ctx.defaults);
+        validate::validate(connector, &secrets, &config_maps, &ctx.defaults);
 
     let (new_status, result) = match &validated {
         Err(errors) => {
@@ -385,6 +401,49 @@ async fn fetch_secrets(
     Ok(found)
 }
 
+/// Reads the ConfigMaps the connector references; absent ones are left out (validation reports them).
+async fn fetch_config_maps(
+    client: &Client,
+    namespace: &str,
+    connector: &S3SentinelConnector,
+) -> Result<BTreeMap<String, ConfigMap>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut found = BTreeMap::new();
+    for name in validate::referenced_config_maps(&connector.spec) {
+        match api.get_opt(&name).await {
+            Ok(Some(config_map)) => {
+                found.insert(name, config_map);
+            }
+            Ok(None) => {}
+            Err(source) => {
+                return Err(Error::FetchConfigMap {
+                    namespace: namespace.into(),
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The connectors (among `connectors`) that reference ConfigMap `namespace/name`: the ones to reconcile
+/// when it changes, appears or goes away.
+pub fn referencing_connectors<'a>(
+    connectors: impl IntoIterator<Item = &'a S3SentinelConnector>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<S3SentinelConnector>> {
+    connectors
+        .into_iter()
+        .filter(|c| {
+            c.namespace().as_deref() == Some(namespace)
+                && validate::referenced_config_maps(&c.spec).contains(name)
+        })
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
 /// Requeues a failed connector with exponential backoff (`backoff_base` doubling up to `backoff_max`).
 pub fn error_policy(connector: Arc<S3SentinelConnector>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!(
@@ -425,7 +484,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         }
     }
     let ns = ctx.settings.namespace.clone();
-    Controller::new(connectors, watcher::Config::default())
+    let controller = Controller::new(connectors, watcher::Config::default());
+    let store = controller.store();
+    // Referenced ConfigMaps (stream declarations) are user objects without our labels, so this watch
+    // sees every ConfigMap in scope; each event is mapped to the connectors referencing it and then
+    // dropped (nothing is cached).
+    let referenced = move |config_map: ConfigMap| {
+        let (namespace, name) = (config_map.namespace().unwrap_or_default(), config_map.name_any());
+        let connectors = store.state();
+        referencing_connectors(connectors.iter().map(AsRef::as_ref), &namespace, &name)
+    };
+    controller
+        .watches(
+            api::<ConfigMap>(&client, &ns),
+            watcher::Config::default(),
+            referenced,
+        )
         .owns(api::<Role>(&client, &ns), owned.clone())
         .owns(api::<RoleBinding>(&client, &ns), owned.clone())
         .owns(api::<Deployment>(&client, &ns), owned.clone())
@@ -460,5 +534,39 @@ mod tests {
         let waits: Vec<u64> = (1..=6).map(|n| backoff(&s, n).as_secs()).collect();
         assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
         assert_eq!(backoff(&s, u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_config_map_maps_to_the_connectors_referencing_it_in_its_namespace() {
+        use s3_sentinel_api::connector::{ConfigMapKeyRef, StreamDeclarationSpec};
+        let referencing = |name: &str, namespace: &str, config_map: Option<&str>| {
+            let mut c = fixtures::connector();
+            c.metadata.name = Some(name.into());
+            c.metadata.namespace = Some(namespace.into());
+            c.spec.sentinel.stream_declaration = config_map.map(|cm| StreamDeclarationSpec {
+                columns: None,
+                config_map_ref: Some(ConfigMapKeyRef {
+                    name: cm.into(),
+                    key: "stream.json".into(),
+                }),
+            });
+            c
+        };
+        let all = [
+            referencing("a", "logs", Some("waf-stream")),
+            referencing("b", "logs", Some("waf-stream")),
+            referencing("c", "other", Some("waf-stream")),
+            referencing("d", "logs", Some("elb-stream")),
+            referencing("e", "logs", None),
+        ];
+        let names = |refs: Vec<ObjectRef<S3SentinelConnector>>| -> Vec<String> {
+            refs.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(
+            names(referencing_connectors(&all, "logs", "waf-stream")),
+            ["a", "b"]
+        );
+        assert_eq!(names(referencing_connectors(&all, "other", "waf-stream")), ["c"]);
+        assert!(referencing_connectors(&all, "logs", "cloudtrail-config").is_empty());
     }
 }

@@ -92,8 +92,13 @@ pub fn dump_objects() -> Result<String, GenError> {
 
     let mut out = String::new();
     for (label, c) in variants {
-        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults())
-            .map_err(|e| GenError::Fixture(label, format!("{e:?}")))?;
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .map_err(|e| GenError::Fixture(label, format!("{e:?}")))?;
         let d = build(&v, Observed::default());
         let mut docs = vec![
             with_type(serde_yaml::to_value(&d.service_account)?, "v1", "ServiceAccount"),

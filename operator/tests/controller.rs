@@ -963,3 +963,155 @@ async fn every_request_is_covered_by_the_declared_permissions() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_stream_declaration_config_map_is_rendered_and_watched() {
+    use s3_sentinel_api::connector::{ConfigMapKeyRef, StreamDeclarationSpec};
+    let server = server();
+    create_secrets(&server).await;
+    let stop = start(&server);
+    let mut c = fixtures::connector();
+    c.spec.scaling.max_replicas = 1;
+    c.spec.sentinel.stream_declaration = Some(StreamDeclarationSpec {
+        columns: None,
+        config_map_ref: Some(ConfigMapKeyRef {
+            name: "cloudtrail-stream".into(),
+            key: "stream.json".into(),
+        }),
+    });
+    apply_connector(&server, &c).await;
+
+    // No ConfigMap yet: Ready=False with a message that says what to create.
+    let (_, reason, message) = wait_for("ConfigMapNotFound", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        condition(&c, "Ready")
+            .filter(|(status, reason, _)| status == "False" && reason == "ConfigMapNotFound")
+    })
+    .await;
+    assert_eq!(reason, "ConfigMapNotFound");
+    assert!(
+        message.starts_with("ConfigMap logs/cloudtrail-stream (from spec.sentinel.streamDeclaration.configMapRef.name) not found; create it"),
+        "{message}"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    assert!(deployments.get_opt("cloudtrail").await.unwrap().is_none());
+
+    // The user creates it, in the DCR's own shape: the columns are rendered into the worker config.
+    let declaration = |columns: &[(&str, &str)]| {
+        ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("cloudtrail-stream".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "stream.json".to_owned(),
+                json!({"columns": columns.iter().map(|(n, t)| json!({"name": n, "type": t})).collect::<Vec<_>>()})
+                    .to_string(),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(server.client(), NS);
+    config_maps
+        .create(
+            &PostParams::default(),
+            &declaration(&[("TimeGenerated", "datetime"), ("eventName", "string")]),
+        )
+        .await
+        .unwrap();
+    let rendered = async |wanted: &'static str| {
+        wait_for(wanted, async || {
+            let cm = config_maps.get_opt("cloudtrail-config").await.unwrap()?;
+            let cfg = s3_sentinel_api::WorkerConfig::from_yaml(&cm.data?["config.yaml"]).unwrap();
+            let names: Vec<String> = cfg.sentinel.stream_columns?.into_iter().map(|c| c.name).collect();
+            names.iter().any(|n| n == wanted).then_some(names)
+        })
+        .await
+    };
+    assert_eq!(rendered("eventName").await, ["TimeGenerated", "eventName"]);
+    let hash = async || {
+        let d = deployments.get("cloudtrail").await.unwrap();
+        d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+    };
+    let before = wait_for("the Deployment", async || {
+        deployments.get_opt("cloudtrail").await.unwrap()?;
+        Some(hash().await)
+    })
+    .await;
+    // Let the reconciles caused by the operator's own writes settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Editing the ConfigMap re-renders and rolls the pods through the config hash. Only the ConfigMap
+    // watch can cause this: the Deployment reports no pods, so the connector is re-checked only every
+    // `resync` (10 minutes here).
+    let mut edited = declaration(&[("TimeGenerated", "datetime"), ("eventSource", "string")]);
+    edited.metadata.resource_version = config_maps
+        .get("cloudtrail-stream")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    config_maps
+        .replace("cloudtrail-stream", &PostParams::default(), &edited)
+        .await
+        .unwrap();
+    assert_eq!(rendered("eventSource").await, ["TimeGenerated", "eventSource"]);
+    assert_ne!(hash().await, before, "the worker pods roll");
+
+    // A broken declaration is a False condition naming the column; the last good config stays applied.
+    let mut broken = declaration(&[("TimeGenerated", "datetime"), ("n", "bool")]);
+    broken.metadata.resource_version = config_maps
+        .get("cloudtrail-stream")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    config_maps
+        .replace("cloudtrail-stream", &PostParams::default(), &broken)
+        .await
+        .unwrap();
+    let (_, _, message) = wait_for("InvalidStreamDeclaration", async || {
+        let c = connectors(&server).get("cloudtrail").await.ok()?;
+        condition(&c, "Ready").filter(|(_, reason, _)| reason == "InvalidStreamDeclaration")
+    })
+    .await;
+    assert!(
+        message.contains("columns[1].type: `bool` is not a DCR column type"),
+        "{message}"
+    );
+    assert_eq!(rendered("eventSource").await, ["TimeGenerated", "eventSource"]);
+    stop.cancel();
+
+    // Reading the ConfigMap by name and watching ConfigMaps are declared permissions.
+    let declared = std::fs::read_to_string(
+        s3_sentinel_operator::crdgen::workspace_root().join("tests/chart/operator-permissions.yaml"),
+    )
+    .unwrap();
+    let line = declared
+        .lines()
+        .find(|l| l.contains("resource: configmaps,"))
+        .unwrap();
+    for r in server
+        .requests()
+        .iter()
+        .filter(|r| r.user == "operator" && !is_discovery(r))
+    {
+        let (verb, group, resource) = authz(r);
+        if group.is_empty() && resource == "configmaps" {
+            assert!(
+                line.contains(&format!(" {verb},")) || line.contains(&format!("[{verb},")),
+                "{verb} configmaps: {line}"
+            );
+        }
+    }
+    assert!(
+        server.requests().iter().any(|r| r.user == "operator"
+            && r.path.ends_with("/configmaps/cloudtrail-stream")
+            && r.method == "GET"),
+        "the referenced ConfigMap is read by name"
+    );
+}

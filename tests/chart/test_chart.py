@@ -208,7 +208,14 @@ def crd_schema() -> dict:
 
 
 @pytest.mark.parametrize(
-    "name", ["connector.yaml", "connector-workload-identity.yaml", "connector-sqs.yaml", "connector-backlog-scaling.yaml"]
+    "name",
+    [
+        "connector.yaml",
+        "connector-workload-identity.yaml",
+        "connector-sqs.yaml",
+        "connector-backlog-scaling.yaml",
+        "connector-stream-declaration.yaml",
+    ],
 )
 def test_example_connectors_match_the_crd_schema(name):
     schema = crd_schema()
@@ -227,6 +234,15 @@ def test_crd_schema_rejects_a_broken_connector():
 
 def test_example_secrets_validate(versions):
     validate_all(load_docs((ROOT / "examples" / "connector-secrets.yaml").read_text()), versions)
+
+
+def test_example_stream_declaration_config_map_validates(versions):
+    docs = load_docs((ROOT / "examples" / "connector-stream-declaration.yaml").read_text())
+    config_maps = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config_maps
+    validate_all(config_maps, versions)
+    for cm in config_maps:
+        assert json.loads(cm["data"]["stream.json"])["columns"]
 
 
 def test_values_schema_is_valid_json_schema():

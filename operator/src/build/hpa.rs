@@ -123,7 +123,13 @@ mod tests {
     use s3_sentinel_api::connector::{BacklogScalingSpec, S3SentinelConnector, SqsSpec};
 
     fn hpa(c: &S3SentinelConnector, hold: Option<BreakerHold>) -> HorizontalPodAutoscalerSpec {
-        let v = validate(c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let v = validate(
+            c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         build(&v, hold).unwrap().spec.unwrap()
     }
 

@@ -70,7 +70,13 @@ mod tests {
 
     fn desired(c: &s3_sentinel_api::connector::S3SentinelConnector) -> DesiredObjects {
         build(
-            &validate(c, &fixtures::secrets(), &fixtures::defaults()).unwrap(),
+            &validate(
+                c,
+                &fixtures::secrets(),
+                &Default::default(),
+                &fixtures::defaults(),
+            )
+            .unwrap(),
             Observed::default(),
         )
     }
@@ -294,6 +300,54 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_declaration_from_a_config_map_lands_in_the_worker_config_map_and_rolls_the_pods() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use s3_sentinel_api::connector::{ConfigMapKeyRef, StreamDeclarationSpec};
+        use std::collections::BTreeMap;
+        let mut c = fixtures::connector();
+        c.spec.sentinel.stream_declaration = Some(StreamDeclarationSpec {
+            columns: None,
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: "cloudtrail-stream".into(),
+                key: "stream.json".into(),
+            }),
+        });
+        let desired_with = |text: &str| {
+            let cm = ConfigMap {
+                data: Some(BTreeMap::from([("stream.json".to_owned(), text.to_owned())])),
+                ..Default::default()
+            };
+            let cms = BTreeMap::from([("cloudtrail-stream".to_owned(), cm)]);
+            build(
+                &validate(&c, &fixtures::secrets(), &cms, &fixtures::defaults()).unwrap(),
+                Observed::default(),
+            )
+        };
+        let a = desired_with(r#"{"columns": [{"name": "TimeGenerated", "type": "datetime"}]}"#);
+        let yaml = &a.config_map.data.as_ref().unwrap()["config.yaml"];
+        let cfg = WorkerConfig::from_yaml(yaml).unwrap();
+        assert_eq!(cfg.sentinel.stream_columns.unwrap()[0].name, "TimeGenerated");
+        let b = desired_with(
+            r#"{"columns": [{"name": "TimeGenerated", "type": "datetime"}, {"name": "x", "type": "string"}]}"#,
+        );
+        let hash = |d: &DesiredObjects| {
+            d.deployment
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[labels::CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&a), hash(&b), "a ConfigMap edit rolls the worker pods");
+    }
+
+    #[test]
     fn build_is_deterministic() {
         assert_eq!(desired(&fixtures::connector()), desired(&fixtures::connector()));
     }
@@ -322,7 +376,13 @@ mod tests {
                 .unwrap()
                 .contains_key("eks.amazonaws.com/role-arn")
         );
-        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert!(matches!(v.replicas, Replicas::Autoscaled { .. }));
     }
 
@@ -361,7 +421,7 @@ mod tests {
                 (
                     "coordination.k8s.io".to_owned(),
                     "leases".to_owned(),
-                    ["get", "list", "watch", "create", "update", "patch"]
+                    ["get", "list", "watch", "create", "update", "patch", "delete"]
                         .map(String::from)
                         .to_vec()
                 ),

@@ -48,6 +48,7 @@ pub fn connector() -> S3SentinelConnector {
             parser: ParserSpec {
                 format: LogFormat::Cloudtrail.into(),
                 max_size_bytes: 512 * 1024,
+                oversize_fields: Default::default(),
             },
             sentinel: SentinelSpec {
                 endpoint: "https://my-dce-abcd.eastus-1.ingest.monitor.azure.com".into(),
@@ -64,6 +65,8 @@ pub fn connector() -> S3SentinelConnector {
                     }),
                     authority_host: None,
                 },
+                stream_declaration: None,
+                schema_violations: Default::default(),
             },
             batching: Default::default(),
             rate_limit: Default::default(),

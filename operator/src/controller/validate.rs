@@ -1,21 +1,25 @@
-//! Validate: an `S3SentinelConnector` plus the Secrets it names → a [`ValidatedConnector`], or every
-//! problem at once, each naming the spec field or the Secret and key.
+//! Validate: an `S3SentinelConnector` plus the Secrets and ConfigMaps it names → a
+//! [`ValidatedConnector`], or every problem at once, each naming the spec field or the object and key.
 //!
-//! Pure: the caller fetches the Secrets ([`referenced_secrets`] says which) and passes them in. The
+//! Pure: the caller fetches the Secrets and ConfigMaps ([`referenced_secrets`] and
+//! [`referenced_config_maps`] say which) and passes them in. The
 //! worker configuration is rendered here and checked with the worker's own [`WorkerConfig::validate`], so
 //! the operator never writes a ConfigMap the worker would refuse; the worker's key names are translated
 //! back to spec paths in the messages.
 
+mod stream_declaration;
+
 use crate::labels;
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
+use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, EnvVarSource, Secret, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
-use s3_sentinel_api::WorkerConfig;
-use s3_sentinel_api::config::ConfigError;
+use s3_sentinel_api::config::{ConfigError, OversizeFields};
 use s3_sentinel_api::connector::{
-    AwsCredentialsMethod, EntraAuthMethod, S3SentinelConnector, S3SentinelConnectorSpec, SourceSpec,
-    WorkerPodSpec,
+    AwsCredentialsMethod, EntraAuthMethod, S3SentinelConnector, S3SentinelConnectorSpec,
+    SchemaViolationPolicy, SourceSpec, WorkerPodSpec,
 };
+use s3_sentinel_api::stream::SchemaViolations;
+use s3_sentinel_api::{StreamColumn, WorkerConfig};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,6 +78,46 @@ pub enum ValidationError {
         /// The missing key.
         key: String,
     },
+    /// A referenced ConfigMap does not exist.
+    #[error(
+        "ConfigMap {namespace}/{name} (from {field}) not found; create it with the DCR's stream declaration as JSON, e.g. `kubectl create configmap {name} -n {namespace} --from-file=<key>=<declaration.json>`"
+    )]
+    ConfigMapNotFound {
+        /// The spec field naming the ConfigMap.
+        field: String,
+        /// Namespace of the ConfigMap.
+        namespace: String,
+        /// Name of the ConfigMap.
+        name: String,
+    },
+    /// A referenced ConfigMap exists but lacks the key (in `data`, or as text in `binaryData`).
+    #[error("ConfigMap {namespace}/{name} has no key `{key}` (from {field}); keys present: {present}")]
+    ConfigMapKeyMissing {
+        /// The spec field naming the key.
+        field: String,
+        /// Namespace of the ConfigMap.
+        namespace: String,
+        /// Name of the ConfigMap.
+        name: String,
+        /// The missing key.
+        key: String,
+        /// The keys the ConfigMap has, comma-separated (`none` when empty).
+        present: String,
+    },
+    /// A referenced ConfigMap key does not hold a usable stream declaration.
+    #[error("ConfigMap {namespace}/{name} key `{key}` (from {field}): {problem}")]
+    InvalidStreamDeclaration {
+        /// The spec field naming the ConfigMap key.
+        field: String,
+        /// Namespace of the ConfigMap.
+        namespace: String,
+        /// Name of the ConfigMap.
+        name: String,
+        /// The key.
+        key: String,
+        /// What is wrong, naming the column.
+        problem: String,
+    },
 }
 
 impl ValidationError {
@@ -83,6 +127,9 @@ impl ValidationError {
             ValidationError::InvalidField { .. } => "InvalidSpec",
             ValidationError::SecretNotFound { .. } => "SecretNotFound",
             ValidationError::SecretKeyMissing { .. } => "SecretKeyMissing",
+            ValidationError::ConfigMapNotFound { .. } => "ConfigMapNotFound",
+            ValidationError::ConfigMapKeyMissing { .. } => "ConfigMapKeyMissing",
+            ValidationError::InvalidStreamDeclaration { .. } => "InvalidStreamDeclaration",
         }
     }
 }
@@ -149,7 +196,9 @@ pub struct ValidatedConnector {
     pub worker_config: WorkerConfig,
     /// [`Self::worker_config`] as YAML.
     pub config_yaml: String,
-    /// SHA-256 of everything that must roll the pods when it changes (config and Secret references).
+    /// SHA-256 of everything that must roll the pods when it changes (config and Secret references). A
+    /// stream declaration read from a ConfigMap is part of the config, so editing the ConfigMap rolls
+    /// the pods too.
     pub config_hash: String,
     /// Worker image.
     pub image: String,
@@ -183,11 +232,24 @@ pub fn referenced_secrets(spec: &S3SentinelConnectorSpec) -> BTreeSet<String> {
     names
 }
 
-/// Validates `connector` given the Secrets found in its namespace (`secrets` by name; absent means not
-/// found).
+/// Names of the ConfigMaps (in the connector's namespace) that validation needs to see: the one holding
+/// the stream declaration (`spec.sentinel.streamDeclaration.configMapRef`).
+pub fn referenced_config_maps(spec: &S3SentinelConnectorSpec) -> BTreeSet<String> {
+    spec.sentinel
+        .stream_declaration
+        .as_ref()
+        .and_then(|d| d.config_map_ref.as_ref())
+        .map(|r| r.name.clone())
+        .into_iter()
+        .collect()
+}
+
+/// Validates `connector` given the Secrets and ConfigMaps found in its namespace (`secrets` and
+/// `config_maps` by name; absent means not found).
 pub fn validate(
     connector: &S3SentinelConnector,
     secrets: &BTreeMap<String, Secret>,
+    config_maps: &BTreeMap<String, ConfigMap>,
     defaults: &OperatorDefaults,
 ) -> Result<ValidatedConnector, Vec<ValidationError>> {
     let mut errors = Vec::new();
@@ -328,7 +390,8 @@ pub fn validate(
         (EntraAuthMethod::WorkloadIdentity, None) => {}
     }
 
-    let rendered = render_worker_config(spec, &name, &namespace);
+    let stream_columns = stream_columns(spec, &namespace, config_maps, &mut errors);
+    let rendered = render_worker_config(spec, &name, &namespace, stream_columns.as_deref());
     let worker_config = match WorkerConfig::from_yaml(&rendered.to_string()) {
         Ok(c) => Some(c),
         Err(ConfigError::Invalid(fields)) => {
@@ -416,6 +479,93 @@ pub fn validate(
     })
 }
 
+/// The stream declaration's columns (inline or from the ConfigMap), checked; `None` when there is no
+/// declaration or it is unusable (the problem is pushed onto `errors`).
+fn stream_columns(
+    spec: &S3SentinelConnectorSpec,
+    namespace: &str,
+    config_maps: &BTreeMap<String, ConfigMap>,
+    errors: &mut Vec<ValidationError>,
+) -> Option<Vec<StreamColumn>> {
+    const FIELD: &str = "spec.sentinel.streamDeclaration";
+    let invalid = |field: String, problem: String| ValidationError::InvalidField { field, problem };
+    let Some(declaration) = &spec.sentinel.stream_declaration else {
+        if spec.sentinel.schema_violations == SchemaViolationPolicy::DeadLetter {
+            errors.push(invalid(
+                "spec.sentinel.schemaViolations".into(),
+                "DeadLetter needs spec.sentinel.streamDeclaration (the columns records are checked against)"
+                    .into(),
+            ));
+        }
+        return None;
+    };
+    match (&declaration.columns, &declaration.config_map_ref) {
+        (Some(columns), None) => {
+            let problems = stream_declaration::check(columns);
+            if problems.is_empty() {
+                return Some(columns.clone());
+            }
+            errors.extend(problems.into_iter().map(|(i, problem)| match i {
+                Some(i) => invalid(format!("{FIELD}.columns[{i}].name"), problem),
+                None => invalid(format!("{FIELD}.columns"), problem),
+            }));
+            None
+        }
+        (None, Some(r)) => {
+            let field = format!("{FIELD}.configMapRef");
+            let Some(config_map) = config_maps.get(&r.name) else {
+                errors.push(ValidationError::ConfigMapNotFound {
+                    field: format!("{field}.name"),
+                    namespace: namespace.into(),
+                    name: r.name.clone(),
+                });
+                return None;
+            };
+            let Some(text) = stream_declaration::config_map_text(config_map, &r.key) else {
+                let keys: BTreeSet<&str> = config_map
+                    .data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .chain(config_map.binary_data.iter().flat_map(|d| d.keys()))
+                    .map(String::as_str)
+                    .collect();
+                errors.push(ValidationError::ConfigMapKeyMissing {
+                    field: format!("{field}.key"),
+                    namespace: namespace.into(),
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    present: if keys.is_empty() {
+                        "none".into()
+                    } else {
+                        keys.into_iter().collect::<Vec<_>>().join(", ")
+                    },
+                });
+                return None;
+            };
+            match stream_declaration::parse(text, &spec.sentinel.stream_name) {
+                Ok(columns) => Some(columns),
+                Err(problem) => {
+                    errors.push(ValidationError::InvalidStreamDeclaration {
+                        field,
+                        namespace: namespace.into(),
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        problem,
+                    });
+                    None
+                }
+            }
+        }
+        _ => {
+            errors.push(invalid(
+                FIELD.into(),
+                "needs exactly one of columns and configMapRef".into(),
+            ));
+            None
+        }
+    }
+}
+
 /// Checks an SQS queue URL: `https://` (or `http://` with `allowInsecureHttp`), a host, and a path of
 /// `/<account>/<queue>`; on an AWS host (`sqs.<region>.amazonaws.com[.cn]` or the legacy
 /// `<region>.queue.amazonaws.com`) the region must be `spec.source.region`, because the worker calls SQS
@@ -470,8 +620,14 @@ fn check_queue_url(url: &str, source: &SourceSpec) -> Result<(), String> {
 }
 
 /// The worker configuration document for `spec` (snake_case keys, as the worker reads them). Keys the spec
-/// does not set are left out so the worker's own defaults apply.
-fn render_worker_config(spec: &S3SentinelConnectorSpec, name: &str, namespace: &str) -> serde_json::Value {
+/// does not set are left out so the worker's own defaults apply. `stream_columns` is the checked stream
+/// declaration (inline or read from its ConfigMap).
+fn render_worker_config(
+    spec: &S3SentinelConnectorSpec,
+    name: &str,
+    namespace: &str,
+    stream_columns: Option<&[StreamColumn]>,
+) -> serde_json::Value {
     let src = &spec.source;
     let mut aws = json!({
         "region": src.region,
@@ -533,6 +689,11 @@ fn render_worker_config(spec: &S3SentinelConnectorSpec, name: &str, namespace: &
             "partitions": spec.coordination.partitions,
         },
     });
+    config["parser"]["oversize_fields"] = json!(OversizeFields::from(spec.parser.oversize_fields));
+    config["sentinel"]["schema_violations"] = json!(SchemaViolations::from(spec.sentinel.schema_violations));
+    if let Some(columns) = stream_columns {
+        config["sentinel"]["stream_columns"] = json!(columns);
+    }
     if let Some(sqs) = &src.sqs {
         config["sqs"] = json!({
             "queue_url": sqs.queue_url,
@@ -546,7 +707,7 @@ fn render_worker_config(spec: &S3SentinelConnectorSpec, name: &str, namespace: &
 
 /// Translates a worker configuration key (`aws.prefixes[1]`) into the spec path that sets it.
 fn spec_path(worker_key: &str) -> String {
-    const MAP: [(&str, &str); 22] = [
+    const MAP: [(&str, &str); 25] = [
         ("sqs.queue_url", "spec.source.sqs.queueUrl"),
         ("sqs.max_receive_count", "spec.source.sqs.maxReceiveCount"),
         ("sqs.poison_messages", "spec.source.sqs.poisonMessages"),
@@ -559,6 +720,12 @@ fn spec_path(worker_key: &str) -> String {
         ("aws.rate_limit_burst", "spec.rateLimit.burst"),
         ("aws.rate_limit", "spec.rateLimit.requestsPerSecond"),
         ("parser.max_size_bytes", "spec.parser.maxSizeBytes"),
+        ("parser.oversize_fields", "spec.parser.oversizeFields"),
+        (
+            "sentinel.stream_columns",
+            "spec.sentinel.streamDeclaration.columns",
+        ),
+        ("sentinel.schema_violations", "spec.sentinel.schemaViolations"),
         ("sentinel.endpoint", "spec.sentinel.endpoint"),
         ("sentinel.dcr_immutable_id", "spec.sentinel.dcrImmutableId"),
         ("sentinel.stream_name", "spec.sentinel.streamName"),
@@ -640,6 +807,7 @@ mod tests {
         let v = validate(
             &fixtures::connector(),
             &fixtures::secrets(),
+            &Default::default(),
             &fixtures::defaults(),
         )
         .unwrap();
@@ -676,7 +844,13 @@ mod tests {
     fn missing_secret_names_the_secret_and_field() {
         let mut secrets = fixtures::secrets();
         secrets.remove("entra-credentials");
-        let errors = validate(&fixtures::connector(), &secrets, &fixtures::defaults()).unwrap_err();
+        let errors = validate(
+            &fixtures::connector(),
+            &secrets,
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(
             errors[0].to_string(),
@@ -695,7 +869,13 @@ mod tests {
             .as_mut()
             .unwrap()
             .remove("AWS_SECRET_ACCESS_KEY");
-        let errors = validate(&fixtures::connector(), &secrets, &fixtures::defaults()).unwrap_err();
+        let errors = validate(
+            &fixtures::connector(),
+            &secrets,
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
         assert_eq!(
             errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
@@ -709,7 +889,13 @@ mod tests {
         let mut c = fixtures::connector();
         c.spec.source.prefixes = vec!["AWSLogs/".into(), "AWSLogs/1/".into()];
         c.spec.scaling.min_replicas = 9;
-        let errors = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap_err();
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
         let fields: Vec<String> = errors
             .iter()
             .map(|e| match e {
@@ -725,7 +911,13 @@ mod tests {
         let mut c = fixtures::connector();
         c.spec.suspend = true;
         c.spec.sentinel.auth = fixtures::workload_identity_auth();
-        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert_eq!(v.replicas, Replicas::Suspended);
         assert_eq!(v.replicas.deployment_replicas(), Some(0));
         assert!(v.workload_identity);
@@ -741,15 +933,28 @@ mod tests {
         let a = validate(
             &fixtures::connector(),
             &fixtures::secrets(),
+            &Default::default(),
             &fixtures::defaults(),
         )
         .unwrap();
         let mut c = fixtures::connector();
         c.spec.worker.node_selector.insert("pool".into(), "logs".into());
-        let b = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let b = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert_eq!(a.config_hash, b.config_hash);
         c.spec.batching.batch_size = 500;
-        let d = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let d = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert_ne!(a.config_hash, d.config_hash);
     }
 
@@ -769,7 +974,13 @@ mod tests {
             "https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail-events",
         ));
         c.spec.coordination.partitions = 16;
-        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert!(v.sqs_mode);
         let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
         assert_eq!(
@@ -791,7 +1002,12 @@ mod tests {
             let mut c = fixtures::connector();
             c.spec.source.sqs = Some(sqs(url));
             c.spec.source.allow_insecure_http = insecure;
-            match validate(&c, &fixtures::secrets(), &fixtures::defaults()) {
+            match validate(
+                &c,
+                &fixtures::secrets(),
+                &Default::default(),
+                &fixtures::defaults(),
+            ) {
                 Ok(_) => None,
                 Err(errors) => Some(
                     errors
@@ -832,7 +1048,13 @@ mod tests {
         c.spec.scaling.backlog = Some(s3_sentinel_api::connector::BacklogScalingSpec {
             target_per_replica: 20,
         });
-        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert!(matches!(
             v.replicas,
             Replicas::Autoscaled {
@@ -841,7 +1063,13 @@ mod tests {
             }
         ));
         c.spec.source.sqs = Some(sqs("https://sqs.us-east-1.amazonaws.com/123456789012/q"));
-        let v = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap();
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
         assert!(matches!(
             v.replicas,
             Replicas::Autoscaled {
@@ -855,7 +1083,263 @@ mod tests {
     fn names_that_cannot_label_objects_are_refused() {
         let mut c = fixtures::connector();
         c.metadata.name = Some("9-lives".into());
-        let errors = validate(&c, &fixtures::secrets(), &fixtures::defaults()).unwrap_err();
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
         assert!(errors[0].to_string().starts_with("metadata.name:"), "{errors:?}");
+    }
+
+    fn declaration_from(name: &str, key: &str) -> s3_sentinel_api::connector::StreamDeclarationSpec {
+        s3_sentinel_api::connector::StreamDeclarationSpec {
+            columns: None,
+            config_map_ref: Some(s3_sentinel_api::connector::ConfigMapKeyRef {
+                name: name.into(),
+                key: key.into(),
+            }),
+        }
+    }
+
+    fn config_map(name: &str, key: &str, text: &str) -> BTreeMap<String, ConfigMap> {
+        let cm = ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(fixtures::NAMESPACE.into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(key.to_owned(), text.to_owned())])),
+            ..Default::default()
+        };
+        BTreeMap::from([(name.to_owned(), cm)])
+    }
+
+    fn column(name: &str, t: s3_sentinel_api::ColumnType) -> StreamColumn {
+        StreamColumn {
+            name: name.into(),
+            column_type: t,
+        }
+    }
+
+    fn messages(errors: &[ValidationError]) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn without_a_declaration_the_worker_defaults_are_rendered_and_nothing_is_checked() {
+        let v = validate(
+            &fixtures::connector(),
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
+        let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
+        assert_eq!(doc["parser"]["oversize_fields"], "count");
+        assert_eq!(doc["sentinel"]["schema_violations"], "count");
+        assert!(doc["sentinel"].get("stream_columns").is_none(), "{doc}");
+        assert_eq!(v.worker_config.parser.oversize_fields, OversizeFields::Count);
+        assert_eq!(
+            v.worker_config.sentinel.schema_violations,
+            SchemaViolations::Count
+        );
+    }
+
+    #[test]
+    fn inline_columns_and_the_policies_render_into_the_worker_config() {
+        use s3_sentinel_api::ColumnType;
+        let mut c = fixtures::connector();
+        c.spec.sentinel.stream_declaration = Some(s3_sentinel_api::connector::StreamDeclarationSpec {
+            columns: Some(vec![
+                column("TimeGenerated", ColumnType::Datetime),
+                column("eventName", ColumnType::String),
+                column("requestParameters", ColumnType::Dynamic),
+            ]),
+            config_map_ref: None,
+        });
+        c.spec.sentinel.schema_violations = SchemaViolationPolicy::DeadLetter;
+        c.spec.parser.oversize_fields = s3_sentinel_api::connector::OversizeFieldPolicy::Truncate;
+        let v = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap();
+        let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
+        assert_eq!(doc["parser"]["oversize_fields"], "truncate");
+        assert_eq!(doc["sentinel"]["schema_violations"], "dead_letter");
+        assert_eq!(
+            doc["sentinel"]["stream_columns"][2],
+            serde_json::json!({"name": "requestParameters", "type": "dynamic"})
+        );
+        // What the worker reads back, through its own parser and validation.
+        let parsed = WorkerConfig::from_yaml(&v.config_yaml).unwrap();
+        assert_eq!(parsed, v.worker_config);
+        assert_eq!(parsed.parser.oversize_fields, OversizeFields::Truncate);
+        assert_eq!(parsed.sentinel.schema_violations, SchemaViolations::DeadLetter);
+        let columns = parsed.sentinel.stream_columns.unwrap();
+        assert_eq!(columns.len(), 3);
+        assert_eq!(columns[0], column("TimeGenerated", ColumnType::Datetime));
+    }
+
+    #[test]
+    fn inline_column_problems_name_the_column() {
+        use s3_sentinel_api::ColumnType;
+        let mut c = fixtures::connector();
+        c.spec.sentinel.stream_declaration = Some(s3_sentinel_api::connector::StreamDeclarationSpec {
+            columns: Some(vec![
+                column("a", ColumnType::String),
+                column(" ", ColumnType::String),
+                column("a", ColumnType::Long),
+            ]),
+            config_map_ref: None,
+        });
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            [
+                "spec.sentinel.streamDeclaration.columns[1].name: must not be empty",
+                "spec.sentinel.streamDeclaration.columns[2].name: `a` is declared twice"
+            ]
+        );
+        c.spec.sentinel.stream_declaration.as_mut().unwrap().columns = Some(Vec::new());
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("spec.sentinel.streamDeclaration.columns: must list at least one column"),
+            "{errors:?}"
+        );
+        c.spec
+            .sentinel
+            .stream_declaration
+            .as_mut()
+            .unwrap()
+            .config_map_ref = declaration_from("x", "y").config_map_ref;
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            ["spec.sentinel.streamDeclaration: needs exactly one of columns and configMapRef"]
+        );
+    }
+
+    #[test]
+    fn dead_letter_without_a_declaration_is_refused() {
+        let mut c = fixtures::connector();
+        c.spec.sentinel.schema_violations = SchemaViolationPolicy::DeadLetter;
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            [
+                "spec.sentinel.schemaViolations: DeadLetter needs spec.sentinel.streamDeclaration (the columns records are checked against)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_map_declaration_is_read_rendered_and_hashed() {
+        let mut c = fixtures::connector();
+        c.spec.sentinel.stream_declaration = Some(declaration_from("cloudtrail-stream", "stream.json"));
+        assert_eq!(
+            referenced_config_maps(&c.spec),
+            BTreeSet::from(["cloudtrail-stream".to_owned()])
+        );
+        let text = r#"{"columns": [{"name": "TimeGenerated", "type": "datetime"}, {"name": "eventName", "type": "string"}]}"#;
+        let cms = config_map("cloudtrail-stream", "stream.json", text);
+        let v = validate(&c, &fixtures::secrets(), &cms, &fixtures::defaults()).unwrap();
+        let parsed = WorkerConfig::from_yaml(&v.config_yaml).unwrap();
+        assert_eq!(parsed, v.worker_config);
+        let names: Vec<String> = parsed
+            .sentinel
+            .stream_columns
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["TimeGenerated", "eventName"]);
+        assert_eq!(parsed.sentinel.schema_violations, SchemaViolations::Count);
+
+        // An edit of the ConfigMap changes the config and the hash that rolls the pods.
+        let edited = text.replace("eventName", "eventSource");
+        let w = validate(
+            &c,
+            &fixtures::secrets(),
+            &config_map("cloudtrail-stream", "stream.json", &edited),
+            &fixtures::defaults(),
+        )
+        .unwrap();
+        assert_ne!(v.config_hash, w.config_hash);
+        assert!(w.config_yaml.contains("eventSource"));
+    }
+
+    #[test]
+    fn a_missing_config_map_key_or_declaration_is_an_actionable_problem() {
+        let mut c = fixtures::connector();
+        c.spec.sentinel.stream_declaration = Some(declaration_from("cloudtrail-stream", "stream.json"));
+        let errors = validate(
+            &c,
+            &fixtures::secrets(),
+            &Default::default(),
+            &fixtures::defaults(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].reason(), "ConfigMapNotFound");
+        assert_eq!(
+            messages(&errors),
+            [
+                "ConfigMap logs/cloudtrail-stream (from spec.sentinel.streamDeclaration.configMapRef.name) not found; create it with the DCR's stream declaration as JSON, e.g. `kubectl create configmap cloudtrail-stream -n logs --from-file=<key>=<declaration.json>`"
+            ]
+        );
+
+        let cms = config_map("cloudtrail-stream", "columns.json", "{}");
+        let errors = validate(&c, &fixtures::secrets(), &cms, &fixtures::defaults()).unwrap_err();
+        assert_eq!(errors[0].reason(), "ConfigMapKeyMissing");
+        assert_eq!(
+            messages(&errors),
+            [
+                "ConfigMap logs/cloudtrail-stream has no key `stream.json` (from spec.sentinel.streamDeclaration.configMapRef.key); keys present: columns.json"
+            ]
+        );
+
+        let cms = config_map(
+            "cloudtrail-stream",
+            "stream.json",
+            r#"{"columns": [{"name": "a", "type": "bool"}]}"#,
+        );
+        let errors = validate(&c, &fixtures::secrets(), &cms, &fixtures::defaults()).unwrap_err();
+        assert_eq!(errors[0].reason(), "InvalidStreamDeclaration");
+        assert_eq!(
+            messages(&errors),
+            [
+                "ConfigMap logs/cloudtrail-stream key `stream.json` (from spec.sentinel.streamDeclaration.configMapRef): columns[0].type: `bool` is not a DCR column type (string, int, long, real, boolean, datetime, dynamic)"
+            ]
+        );
     }
 }
