@@ -567,8 +567,11 @@ pub struct CoordinationConfig {
     /// Environment variable holding this replica's identity (the pod name, from the downward API).
     #[serde(default = "default_identity_env")]
     pub identity_env: String,
-    /// Number of poll partitions. Every replica must use the same value; changing it re-maps keys to
-    /// partitions, so objects in flight at the change may be read twice.
+    /// Number of poll partitions (at most this many replicas share poll work). Changing it starts a new
+    /// set of Leases, each seeded from the previous set's progress: nothing finished is lost, but
+    /// objects that a previous partition had already covered by a newer LastModified watermark are
+    /// read again (counted as possible duplicates), and during a rollout that mixes old and new values
+    /// both sets are read.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
     /// How long a Lease stays valid without renewal: after a replica dies, its partitions move to

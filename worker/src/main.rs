@@ -9,6 +9,7 @@ use s3_sentinel_worker::pipeline::{RunOptions, Worker};
 use s3_sentinel_worker::preflight::{self, GateOutcome, periodic};
 use s3_sentinel_worker::telemetry::Metrics;
 use s3_sentinel_worker::{admin, demo, telemetry};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -156,8 +157,24 @@ async fn run(cfg: WorkerConfig, once: bool) -> anyhow::Result<ExitCode> {
         periodic::publisher().clone(),
         stop.clone(),
     ));
+    // A backfill (`--once`) at a terminal shows a progress line; in a pod (no terminal) only logs.
+    let progress = (once && std::io::stderr().is_terminal()).then(|| {
+        let metrics = vec![metrics.clone()];
+        tokio::spawn(telemetry::progress::show(
+            metrics,
+            None,
+            std::time::Instant::now(),
+            std::time::Duration::from_millis(500),
+            std::io::stderr,
+        ))
+    });
     let worker = Worker::build(cfg, metrics, Some(ready_tx)).await?;
-    let summary = worker.run(RunOptions { once }, stop).await?;
+    let summary = worker.run(RunOptions { once }, stop).await;
+    if let Some(progress) = progress {
+        progress.abort();
+        eprintln!();
+    }
+    let summary = summary?;
     let usage = telemetry::process::current().unwrap_or_default();
     tracing::info!(
         objects = summary.objects_finished,
