@@ -83,6 +83,31 @@ fn lines(path: &str, skip: usize, header: &[u8], size: usize) -> Result<Vec<u8>,
     Ok(out)
 }
 
+/// Synthetic lines of the runbook's firewall format (`time|src|dst|action|rule|proto|sport|dport|bytes`).
+fn firewall(size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 200);
+    let mut i = 0u64;
+    while out.len() < size {
+        let action = if i.is_multiple_of(7) { "deny" } else { "allow" };
+        let line = format!(
+            "2024-01-15T10:{:02}:{:02}Z|10.{}.{}.{}|192.168.{}.{}|{action}|rule-{}|tcp|{}|443|{}\n",
+            (i / 60) % 60,
+            i % 60,
+            i % 250,
+            (i / 250) % 250,
+            i % 200 + 1,
+            i % 100,
+            i % 250 + 1,
+            i % 40,
+            1024 + i % 60000,
+            i * 37 % 100_000
+        );
+        out.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    out
+}
+
 fn measure(format: LogFormat, data: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
     let opts = ParseOptions::default();
     let mut best = f64::MAX;
@@ -144,6 +169,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             b"",
             mb << 20,
         )?,
+    )?;
+    measure(
+        LogFormat::Syslog,
+        &lines(
+            "syslog/cribl_rfc3164-dhcpd-sudo-mixed-hosts.log",
+            0,
+            b"",
+            mb << 20,
+        )?,
+    )?;
+    measure(
+        LogFormat::Cef,
+        &lines("cef/cribl-cef-pack_mixed-vendors.log", 0, b"", mb << 20)?,
+    )?;
+    // The runbook's pipe-delimited firewall format has no public sample: synthetic lines in its layout.
+    measure(LogFormat::Firewall, &firewall(mb << 20))?;
+    measure(
+        LogFormat::Jsonlines,
+        &lines("waf/clo_waf.jsonl", 0, b"", mb << 20)?,
     )?;
     Ok(())
 }
