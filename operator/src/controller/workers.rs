@@ -89,11 +89,15 @@ fn is_stale(w: &WorkerStatus, now: Timestamp) -> bool {
     }
 }
 
-/// The merge patch removing the `gone` entries of `status` and adding their totals to
-/// `status.retiredTotals`, guarded by `resource_version`; `None` when none of them is present.
+/// The merge patch removing the `gone` entries of `status` and adding the totals of those whose pod is
+/// not in `live_pods` to `status.retiredTotals`, guarded by `resource_version`; `None` when none of them
+/// is present. A pod that still exists but went silent is removed without retiring its totals: its
+/// counters are cumulative, so if it reports again its entry comes back with them, and retiring them
+/// now would count them twice (the connector's totals undercount while it is silent instead).
 pub fn removal_patch(
     status: &S3SentinelConnectorStatus,
     gone: &[String],
+    live_pods: &BTreeSet<String>,
     resource_version: &str,
 ) -> Option<Value> {
     let present: Vec<(&String, &WorkerStatus)> = gone
@@ -105,6 +109,7 @@ pub fn removal_patch(
     }
     let retired = present
         .iter()
+        .filter(|(pod, _)| !live_pods.contains(*pod))
         .fold(status.retired_totals.unwrap_or_default(), |sum, (_, w)| {
             sum.plus(w.totals)
         });
@@ -248,7 +253,7 @@ pub async fn remove_gone(
         let status = current.status.clone().unwrap_or_default();
         let to_remove = gone(&status.workers, live, now);
         let rv = current.resource_version().unwrap_or_default();
-        let Some(patch) = removal_patch(&status, &to_remove, &rv) else {
+        let Some(patch) = removal_patch(&status, &to_remove, live, &rv) else {
             return Ok((status, Vec::new()));
         };
         let err = |source| WorkersError::Remove {
@@ -392,14 +397,26 @@ mod tests {
             }),
             ..Default::default()
         };
-        let patch = removal_patch(&status, &["b".into(), "not-there".into()], "42").unwrap();
+        let none_live = BTreeSet::new();
+        let patch = removal_patch(&status, &["b".into(), "not-there".into()], &none_live, "42").unwrap();
         assert_eq!(patch["metadata"]["resourceVersion"], "42");
         assert_eq!(patch["status"]["workers"], json!({"b": null}));
         assert_eq!(patch["status"]["retiredTotals"]["records"], 107);
         assert_eq!(patch["status"]["retiredTotals"]["deadLettered"], 2);
         assert!(patch["status"].get("conditions").is_none());
-        assert_eq!(removal_patch(&status, &["not-there".into()], "42"), None);
-        assert_eq!(removal_patch(&status, &[], "42"), None);
+        assert_eq!(
+            removal_patch(&status, &["not-there".into()], &none_live, "42"),
+            None
+        );
+        assert_eq!(removal_patch(&status, &[], &none_live, "42"), None);
+        // A silent pod that still exists loses its entry but not its totals (they come back with it).
+        let b_live = BTreeSet::from(["b".to_owned()]);
+        let patch = removal_patch(&status, &["b".into()], &b_live, "42").unwrap();
+        assert_eq!(patch["status"]["workers"], json!({"b": null}));
+        assert_eq!(
+            patch["status"]["retiredTotals"]["records"], 100,
+            "not retired: no double count"
+        );
     }
 
     #[test]
