@@ -786,8 +786,9 @@ pub struct WorkerStatus {
 pub struct SchemaFinding {
     /// The column (record field) name; `(other columns)` sums columns beyond the first 50 seen.
     pub column: String,
-    /// `undeclared` (the DCR drops the field: it never reaches the table) or `type` (the value does not
-    /// fit the declared type).
+    /// `undeclared` (the DCR drops the field: it never reaches the table), `type` (the value does not
+    /// fit the declared type) or `not_in_table` (an input field the target table has no column for, which
+    /// the parser does not send, e.g. VPC flow log transit-gateway fields `AWSVPCFlow` lacks).
     pub kind: String,
     /// Mismatches seen since the pod started.
     #[serde(default)]

@@ -11,6 +11,13 @@ pub trait RecordSink {
 
     /// Something that could not become a record. The parser continues after it.
     fn reject(&mut self, rejection: Rejection<'_>) -> Result<(), SinkClosed>;
+
+    /// After the object: `values` values of the input field `field` were not written because the
+    /// target table has no column for it (e.g. a VPC flow log field `AWSVPCFlow` lacks). Reported so
+    /// the drop is counted and visible, never silent. The default ignores it.
+    fn field_not_in_table(&mut self, field: &str, values: u64) {
+        let _ = (field, values);
+    }
 }
 
 /// The consumer has gone away (the pipeline is shutting down): the parser stops at once.

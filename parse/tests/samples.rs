@@ -151,9 +151,25 @@ fn vpcflow_columns() {
         LogFormat::Vpcflow,
         &fixture("vpcflow/otel_v6-transit-gateway-flow-log.log"),
     );
-    // Transit gateway fields have no `AWSVPCFlow` column: they are not sent.
+    // Transit gateway fields have no `AWSVPCFlow` column: they are not sent, but reported per field
+    // with the number of values dropped, so the worker can count and show them.
     let r = &sink.records[0].1;
     assert!(r.get("TgwId").is_none() && r["SrcAddr"].is_string(), "{r}");
+    let tgw = sink
+        .not_in_table
+        .iter()
+        .find(|(f, _)| f == "tgw-id")
+        .unwrap_or_else(|| panic!("tgw-id not reported: {:?}", sink.not_in_table));
+    assert!(
+        tgw.1 >= 1 && tgw.1 <= sink.records.len() as u64 + sink.rejections.len() as u64,
+        "{tgw:?}"
+    );
+    // The default layout's fields all have columns: nothing reported.
+    let (_, sink) = run(
+        LogFormat::Vpcflow,
+        &fixture("vpcflow/cribl_v2-default-s3-object.log"),
+    );
+    assert!(sink.not_in_table.is_empty(), "{:?}", sink.not_in_table);
 }
 
 #[test]

@@ -212,3 +212,26 @@ async fn schema_violations_can_be_dead_lettered() {
         2
     );
 }
+
+/// VPC flow log fields `AWSVPCFlow` has no column for (transit-gateway fields) are not sent, and not
+/// silently either: counted per format and named, with their counts, in the schema findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vpc_fields_without_a_table_column_are_counted_and_named() {
+    let env = Env::start(FaultPlan::none()).await;
+    let bytes = fixture("vpcflow/otel_v6-transit-gateway-flow-log.log");
+    env.put(
+        "tgw/AWSLogs/111122223333/vpcflowlogs/us-east-1/2024/01/15/flow.log.gz",
+        &gzip(&bytes),
+    );
+    let yaml = env.config("vpcflow", "tgw/", "Custom-Vpc", "", "");
+    let (summary, metrics) = run_once(&yaml).await;
+    assert!(summary.records_accepted > 0);
+    assert!(metrics.fields_not_in_table.with_label_values(&["vpcflow"]).get() > 0);
+    let findings = metrics.schema_findings.snapshot();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.column == "tgw-id" && f.kind == "not_in_table" && f.count > 0),
+        "{findings:?}"
+    );
+}

@@ -3,8 +3,12 @@
 //! undeclared columns, so this is how a user learns a field never reaches the table before anyone
 //! queries for it.
 //!
+//! The parser also reports input fields the target table has no column for (kind `not_in_table`, e.g.
+//! VPC flow log transit-gateway fields `AWSVPCFlow` lacks), which it does not send.
+//!
 //! The condition appears once any pod reports a finding: `False` with the columns (summed over pods,
-//! earliest first-seen), reason `ColumnsDropped` when some column is undeclared, else `TypeMismatch`.
+//! earliest first-seen), reason `ColumnsDropped` when some column is undeclared or has no column in the
+//! table, else `TypeMismatch`.
 //! It turns `True` (`NoMismatches`) when no pod reports findings any more (after the declaration or the
 //! data was fixed and the pods restarted). It does not affect `Ready`: the data still flows. Pure.
 
@@ -89,10 +93,16 @@ pub fn update(
     } else {
         let dropped = describe(&findings, "undeclared");
         let mistyped = describe(&findings, "type");
+        let no_column = describe(&findings, "not_in_table");
         let mut parts = Vec::new();
         if let Some(d) = &dropped {
             parts.push(format!(
                 "fields not declared in the DCR stream (dropped by the Logs Ingestion API, never in the table): {d}"
+            ));
+        }
+        if let Some(n) = &no_column {
+            parts.push(format!(
+                "input fields the target table has no column for (not sent; use a custom table to keep them): {n}"
             ));
         }
         if let Some(t) = &mistyped {
@@ -102,7 +112,7 @@ pub fn update(
             "declare the columns in the DCR (and in spec.sentinel.streamDeclaration) or transform them; see s3sentinel_schema_mismatches_total"
                 .to_owned(),
         );
-        let reason = if dropped.is_some() {
+        let reason = if dropped.is_some() || no_column.is_some() {
             reason::COLUMNS_DROPPED
         } else {
             reason::TYPE_MISMATCH
@@ -175,6 +185,15 @@ mod tests {
             c.message
         );
         assert!(c.message.contains("Bytes (2 since"), "{}", c.message);
+
+        let tgw = BTreeMap::from([(
+            "a".to_owned(),
+            pod(&[("tgw-id", "not_in_table", 7, "2026-01-01T00:00:00Z")]),
+        )]);
+        update(&mut conditions, &tgw, Some(1), now);
+        assert_eq!(conditions[0].reason, reason::COLUMNS_DROPPED);
+        let m = &conditions[0].message;
+        assert!(m.contains("no column for") && m.contains("tgw-id (7"), "{m}");
 
         let typed = BTreeMap::from([(
             "a".to_owned(),

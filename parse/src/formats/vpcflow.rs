@@ -10,7 +10,9 @@
 //! Fields the table does not have are dropped here rather than sent to be dropped by the service:
 //! the ECS fields other than `ecs-cluster-arn`/`ecs-cluster-name`, `reject-reason`, the
 //! `packets-lost-*` counters and any field this parser does not know (transit gateway fields such as
-//! `tgw-id`). They still count towards the layout's field count.
+//! `tgw-id`). They still count towards the layout's field count, and after the object the number of
+//! values dropped per field is reported through [`RecordSink::field_not_in_table`], so the worker
+//! counts them and shows them in the connector's status instead of losing them silently.
 //!
 //! Records with `log-status` NODATA or SKIPDATA carry no flow and are counted as skipped. A record
 //! without a usable `start` (e.g. a custom layout without it) is rejected as `bad_timestamp`.
@@ -134,6 +136,8 @@ fn field(name: &str) -> Field {
 struct Layout {
     fields: Vec<Field>,
     first_line: bool,
+    /// Values dropped per field (parallel to `fields`).
+    dropped: Vec<u64>,
 }
 
 pub(crate) fn parse(
@@ -144,8 +148,15 @@ pub(crate) fn parse(
     let mut layout = Layout {
         fields: DEFAULT_V2.iter().map(|n| field(n)).collect(),
         first_line: true,
+        dropped: vec![0; DEFAULT_V2.len()],
     };
-    drive_lines(input, opts, sink, |line, out| parse_line(&mut layout, line, out))
+    let stats = drive_lines(input, opts, sink, |line, out| parse_line(&mut layout, line, out))?;
+    for (f, n) in layout.fields.iter().zip(&layout.dropped) {
+        if *n > 0 {
+            sink.field_not_in_table(&f.name, *n);
+        }
+    }
+    Ok(stats)
 }
 
 fn parse_line(layout: &mut Layout, line: &[u8], out: &mut Vec<u8>) -> Outcome {
@@ -159,6 +170,7 @@ fn parse_line(layout: &mut Layout, line: &[u8], out: &mut Vec<u8>) -> Outcome {
         && known(first).is_some()
     {
         layout.fields = text.split_ascii_whitespace().map(field).collect();
+        layout.dropped = vec![0; layout.fields.len()];
         return Outcome::Skip;
     }
     let mut w = ObjectWriter::begin(out);
@@ -172,7 +184,11 @@ fn parse_line(layout: &mut Layout, line: &[u8], out: &mut Vec<u8>) -> Outcome {
             continue;
         }
         match f.kind {
-            Kind::Drop => {}
+            Kind::Drop => {
+                if let Some(n) = layout.dropped.get_mut(i) {
+                    *n += 1;
+                }
+            }
             Kind::Str => {
                 if f.name == "log-status" && (token == "NODATA" || token == "SKIPDATA") {
                     no_flow = true;

@@ -19,6 +19,8 @@ use s3_sentinel_parse::{
 pub struct Collect {
     pub records: Vec<(u64, serde_json::Value)>,
     pub rejections: Vec<(u64, RejectReason, String, Vec<u8>, bool)>,
+    /// Fields the parser reported as not written (no column in the target table), with value counts.
+    pub not_in_table: Vec<(String, u64)>,
 }
 
 impl RecordSink for Collect {
@@ -46,6 +48,10 @@ impl RecordSink for Collect {
         self.rejections
             .push((r.position, r.reason, r.detail, r.raw.to_vec(), r.raw_truncated));
         Ok(())
+    }
+
+    fn field_not_in_table(&mut self, field: &str, values: u64) {
+        self.not_in_table.push((field.to_owned(), values));
     }
 }
 

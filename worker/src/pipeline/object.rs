@@ -446,6 +446,18 @@ impl RecordSink for ChunkSink<'_> {
         Ok(())
     }
 
+    fn field_not_in_table(&mut self, field: &str, values: u64) {
+        self.shared
+            .metrics
+            .fields_not_in_table
+            .with_label_values(&[self.shared.format])
+            .inc_by(values);
+        self.shared
+            .metrics
+            .schema_findings
+            .record_n(field, "not_in_table", values, chrono::Utc::now());
+    }
+
     fn reject(&mut self, rejection: Rejection<'_>) -> Result<(), SinkClosed> {
         let reason = rejection.reason.as_str();
         self.shared

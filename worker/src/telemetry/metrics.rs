@@ -135,6 +135,8 @@ pub struct Metrics {
     pub coordination_members: IntGauge,
     /// Partition Lease events by `event` (`acquired`, `released`, `lost`).
     pub lease_events: IntCounterVec,
+    /// Input field values not sent because the target table has no column for them, by `format`.
+    pub fields_not_in_table: IntCounterVec,
     /// Writes of this pod's entry into the connector's status, by `outcome` (`ok`, `error`).
     pub status_reports: IntCounterVec,
     /// Pipeline stage queue depth, by `stage` (`objects`, `records`, `batches`).
@@ -294,6 +296,11 @@ impl Metrics {
             partitions_held: reg.gauge("s3sentinel_partitions_held", "Poll partitions this replica holds and reads")?,
             coordination_members: reg.gauge("s3sentinel_coordination_members", "Live replicas of the connector seen through membership Leases")?,
             lease_events: reg.counter_vec("s3sentinel_lease_events_total", "Partition Lease events by event (acquired, released, lost)", &["event"])?,
+            fields_not_in_table: reg.counter_vec(
+                "s3sentinel_fields_not_in_table_total",
+                "Input field values not sent because the target Sentinel table has no column for them (e.g. VPC flow log fields AWSVPCFlow lacks), by format; the field names are in the connector status",
+                &["format"],
+            )?,
             status_reports: reg.counter_vec("s3sentinel_status_reports_total", "Writes of this pod's entry into the connector status, by outcome", &["outcome"])?,
             queue_depth: reg.gauge_vec("s3sentinel_queue_depth", "Items waiting between pipeline stages", &["stage"])?,
             preflight_check: reg.gauge_vec(

@@ -20,7 +20,8 @@ pub const OTHER: &str = "(other columns)";
 pub struct Finding {
     /// The column (field) name, or [`OTHER`].
     pub column: String,
-    /// `undeclared` (the DCR drops the field) or `type` (the value does not fit the declared type).
+    /// `undeclared` (the DCR drops the field), `type` (the value does not fit the declared type) or
+    /// `not_in_table` (the parser did not send the field: the target table has no column for it).
     pub kind: &'static str,
     /// Mismatches seen.
     pub count: u64,
@@ -40,6 +41,11 @@ pub struct SchemaFindings {
 impl SchemaFindings {
     /// Records one mismatch of `column`.
     pub fn record(&self, column: &str, kind: &'static str, now: DateTime<Utc>) {
+        self.record_n(column, kind, 1, now);
+    }
+
+    /// Records `n` mismatches of `column`.
+    pub fn record_n(&self, column: &str, kind: &'static str, n: u64, now: DateTime<Utc>) {
         let Ok(mut table) = self.inner.lock() else { return };
         let key = if table.contains_key(&(column.to_owned(), kind)) || table.len() < MAX_COLUMNS {
             (column.to_owned(), kind)
@@ -47,7 +53,7 @@ impl SchemaFindings {
             (OTHER.to_owned(), kind)
         };
         let entry = table.entry(key).or_insert((0, now));
-        entry.0 += 1;
+        entry.0 += n;
     }
 
     /// Every finding, most frequent first.
