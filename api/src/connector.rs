@@ -29,6 +29,11 @@ pub const VERSION: &str = "v1alpha1";
 /// Desired state of one connector: one S3 source, one parser, one Sentinel stream, and how its worker pods
 /// run.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = Rule::new("has(self.source.sqs) || !has(self.scaling) || !has(self.scaling.maxReplicas) || self.scaling.maxReplicas <= (has(self.coordination) && has(self.coordination.partitions) ? self.coordination.partitions : 8)")
+        .message("in poll mode at most coordination.partitions worker pods have work (each partition is read by one pod): lower scaling.maxReplicas or raise coordination.partitions")
+        .field_path(".scaling.maxReplicas")
+)]
 #[kube(
     group = "s3sentinel.io",
     version = "v1alpha1",
@@ -1138,6 +1143,30 @@ mod tests {
                 "{pointer}: expected `{expected}` in {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn poll_mode_refuses_more_replicas_than_partitions() {
+        let mut obj = valid();
+        obj["spec"]["scaling"] = json!({"minReplicas": 1, "maxReplicas": 12});
+        obj["spec"]["coordination"] = json!({"partitions": 8});
+        let errors = cel_errors(&obj);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("at most coordination.partitions")),
+            "{errors:?}"
+        );
+        // Without an explicit count the default of 8 applies.
+        obj["spec"].as_object_mut().unwrap().remove("coordination");
+        assert!(!cel_errors(&obj).is_empty());
+        obj["spec"]["coordination"] = json!({"partitions": 16});
+        assert_eq!(cel_errors(&obj), Vec::<String>::new());
+        // SQS mode: the queue spreads the work, partitions do not limit replicas.
+        obj["spec"]["coordination"] = json!({"partitions": 2});
+        obj["spec"]["source"]["sqs"] =
+            json!({"queueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/q"});
+        assert_eq!(cel_errors(&obj), Vec::<String>::new());
     }
 
     #[test]
