@@ -5,7 +5,6 @@
 
 use crate::controller::build::{Observed, build};
 use crate::controller::fixtures;
-use crate::controller::validate::validate;
 use kube::CustomResourceExt;
 use s3_sentinel_api::connector::{
     AwsCredentialsMethod, BacklogScalingSpec, PoisonMessages, S3SentinelConnector, SqsSpec,
@@ -92,13 +91,8 @@ pub fn dump_objects() -> Result<String, GenError> {
 
     let mut out = String::new();
     for (label, c) in variants {
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .map_err(|e| GenError::Fixture(label, format!("{e:?}")))?;
+        let v =
+            fixtures::validate_with_fixtures(&c).map_err(|e| GenError::Fixture(label, format!("{e:?}")))?;
         let d = build(&v, Observed::default());
         let mut docs = vec![
             with_type(serde_yaml::to_value(&d.service_account)?, "v1", "ServiceAccount"),

@@ -118,6 +118,17 @@ fn rv<K: Resource>(obj: &K) -> String {
     obj.meta().resource_version.clone().unwrap()
 }
 
+/// Waits for the connector's Deployment, marks it rolled out (no kubelet here) and waits for `Ready`.
+async fn deployment_rolled_out(server: &TestServer, name: &str) -> S3SentinelConnector {
+    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
+    wait_for("the Deployment", async || {
+        deployments.get_opt(name).await.unwrap()
+    })
+    .await;
+    mark_deployment_ready(server, name).await;
+    wait_ready(server, name).await
+}
+
 async fn wait_ready(server: &TestServer, name: &str) -> S3SentinelConnector {
     wait_for("Ready=True", async || {
         let c = connectors(server).get(name).await.ok()?;
@@ -207,13 +218,8 @@ async fn spec_change_rolls_the_deployment_and_nothing_else_churns() {
     create_secrets(&server).await;
     let stop = start(&server);
     apply_connector(&server, &fixtures::connector()).await;
+    deployment_rolled_out(&server, "cloudtrail").await;
     let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
-    wait_for("the Deployment", async || {
-        deployments.get_opt("cloudtrail").await.unwrap()
-    })
-    .await;
-    mark_deployment_ready(&server, "cloudtrail").await;
-    wait_ready(&server, "cloudtrail").await;
 
     let client = server.client();
     let services: Api<Service> = Api::namespaced(client.clone(), NS);
@@ -415,12 +421,7 @@ async fn missing_secret_degrades_then_recovers() {
         )
         .await
         .unwrap_or_else(|_| panic!("replace failed"));
-    wait_for("the Deployment", async || {
-        deployments.get_opt("cloudtrail").await.unwrap()
-    })
-    .await;
-    mark_deployment_ready(&server, "cloudtrail").await;
-    let c = wait_ready(&server, "cloudtrail").await;
+    let c = deployment_rolled_out(&server, "cloudtrail").await;
     assert_eq!(condition(&c, "Degraded").unwrap().0, "False");
 
     let events = server
@@ -520,13 +521,7 @@ async fn only_the_leader_writes_and_a_follower_takes_over() {
         replicas.insert(id, (shutdown, handle));
     }
     apply_connector(&server, &fixtures::connector()).await;
-    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
-    wait_for("the Deployment", async || {
-        deployments.get_opt("cloudtrail").await.unwrap()
-    })
-    .await;
-    mark_deployment_ready(&server, "cloudtrail").await;
-    wait_ready(&server, "cloudtrail").await;
+    deployment_rolled_out(&server, "cloudtrail").await;
 
     let holder = || {
         server
@@ -663,13 +658,7 @@ async fn worker_reports_are_aggregated_gone_pods_removed_and_an_open_breaker_deg
     create_secrets(&server).await;
     let stop = start(&server);
     apply_connector(&server, &fixtures::connector()).await;
-    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
-    wait_for("the Deployment", async || {
-        deployments.get_opt("cloudtrail").await.unwrap()
-    })
-    .await;
-    mark_deployment_ready(&server, "cloudtrail").await;
-    wait_ready(&server, "cloudtrail").await;
+    deployment_rolled_out(&server, "cloudtrail").await;
 
     for pod in ["cloudtrail-a", "cloudtrail-b"] {
         create_worker_pod(&server, pod).await;
@@ -757,13 +746,7 @@ async fn a_failing_preflight_check_becomes_a_false_condition_and_recovers() {
     create_secrets(&server).await;
     let stop = start(&server);
     apply_connector(&server, &fixtures::connector()).await;
-    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
-    wait_for("the Deployment", async || {
-        deployments.get_opt("cloudtrail").await.unwrap()
-    })
-    .await;
-    mark_deployment_ready(&server, "cloudtrail").await;
-    let c = wait_ready(&server, "cloudtrail").await;
+    let c = deployment_rolled_out(&server, "cloudtrail").await;
     assert_eq!(
         condition(&c, "S3Readable").unwrap().1,
         "NotReported",
@@ -904,13 +887,7 @@ async fn every_request_is_covered_by_the_declared_permissions() {
     })
     .await;
     create_secrets(&server).await;
-    let deployments: Api<Deployment> = Api::namespaced(server.client(), NS);
-    wait_for("the Deployment", async || {
-        deployments.get_opt("cloudtrail").await.unwrap()
-    })
-    .await;
-    mark_deployment_ready(&server, "cloudtrail").await;
-    wait_ready(&server, "cloudtrail").await;
+    deployment_rolled_out(&server, "cloudtrail").await;
     // A report from a pod that does not exist: the operator lists the pods and removes the entry.
     report(&server, "cloudtrail-gone", entry("Closed", 1.0, 1)).await;
     wait_for("the stray entry to be removed", async || {

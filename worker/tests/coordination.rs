@@ -3,11 +3,11 @@
 //! after a replica dies, and a deposed holder's checkpoint writes are fenced off.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::CustomResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube_test_server::TestServer;
-use s3_sentinel_api::connector::S3SentinelConnector;
 use s3_sentinel_worker::coordination::lease::{CHECKPOINT_ANNOTATION, holder};
 use s3_sentinel_worker::coordination::manager::{ManagerHandle, PartitionManager};
 use s3_sentinel_worker::coordination::partitions::Checkpoints;
@@ -20,24 +20,9 @@ const NS: &str = "logs";
 const CONNECTOR: &str = "cloudtrail";
 const PARTITIONS: u32 = 8;
 
-fn server() -> TestServer {
-    let server = TestServer::new();
-    server.register_crd(&S3SentinelConnector::crd());
-    server
-}
-
-async fn create_connector(server: &TestServer) {
-    let yaml = include_str!("../../examples/connector.yaml");
-    let mut connector: S3SentinelConnector = serde_yaml::from_str(
-        yaml.split("\n---")
-            .find(|doc| doc.contains("kind: S3SentinelConnector"))
-            .unwrap(),
-    )
-    .unwrap();
-    connector.metadata.name = Some(CONNECTOR.into());
-    connector.metadata.namespace = Some(NS.into());
-    let api: Api<S3SentinelConnector> = Api::namespaced(server.client(), NS);
-    api.create(&PostParams::default(), &connector).await.unwrap();
+/// The test server holding the connector the Leases belong to.
+async fn server() -> TestServer {
+    common::cluster::server_with_connector(NS, CONNECTOR, "logs-bucket").await
 }
 
 fn settings_with(identity: &str, partitions: u32) -> CoordinationSettings {
@@ -103,8 +88,7 @@ fn all_covered(sets: &[BTreeSet<u32>]) -> bool {
 
 #[tokio::test]
 async fn partitions_split_rebalance_and_move_on_shutdown() {
-    let server = server();
-    create_connector(&server).await;
+    let server = server().await;
 
     let (a_handle, a) = start(&server, "worker-a").await;
     assert_eq!(
@@ -173,8 +157,7 @@ async fn partitions_split_rebalance_and_move_on_shutdown() {
 
 #[tokio::test]
 async fn checkpoints_live_in_the_leases_and_survive_every_replica() {
-    let server = server();
-    create_connector(&server).await;
+    let server = server().await;
     let (a_handle, a) = start(&server, "worker-a").await;
     let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/x.json.gz";
     let (partition, checkpoint) = a.for_key(key).unwrap();
@@ -209,8 +192,7 @@ async fn checkpoints_live_in_the_leases_and_survive_every_replica() {
 
 #[tokio::test]
 async fn a_dead_replicas_partitions_are_taken_after_expiry_and_its_writes_are_fenced() {
-    let server = server();
-    create_connector(&server).await;
+    let server = server().await;
     let (a_handle, a) = start(&server, "worker-a").await;
     let key = "AWSLogs/1/k.json.gz";
     let (partition, a_checkpoint) = a.for_key(key).unwrap();
@@ -263,8 +245,7 @@ async fn a_dead_replicas_partitions_are_taken_after_expiry_and_its_writes_are_fe
 
 #[tokio::test]
 async fn changing_the_partition_count_keeps_progress_and_retires_the_old_leases() {
-    let server = server();
-    create_connector(&server).await;
+    let server = server().await;
     let prefix = "AWSLogs/";
     let keys: Vec<String> = (0..40)
         .map(|i| format!("{prefix}2024/05/01/obj-{i}.json.gz"))

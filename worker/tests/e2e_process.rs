@@ -72,21 +72,8 @@ async fn wait_for_accepted(env: &Env, at_least: u64, limit: Duration) {
 fn summary_line(child: Child) -> (std::process::ExitStatus, serde_json::Value) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| field(v, "message") == "worker stopped")
-        .unwrap_or_else(|| panic!("no summary in worker output:\n{stderr}"));
+    let line = stopped_summary(&stderr).unwrap_or_else(|| panic!("no summary in worker output:\n{stderr}"));
     (out.status, line)
-}
-
-/// A field of a JSON log line, whether the formatter nests event fields under `fields` or not.
-fn field<'a>(line: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    if line["fields"].is_object() {
-        &line["fields"][name]
-    } else {
-        &line[name]
-    }
 }
 
 fn check_nothing_lost(env: &Env, want: &[String]) -> u64 {
@@ -121,7 +108,7 @@ async fn sigkill_mid_run_then_restart_loses_nothing_and_counts_duplicates() {
     let (status, summary) = summary_line(second);
     assert!(status.success(), "restart failed: {summary}");
     let duplicates = check_nothing_lost(&env, &want);
-    let redelivered = field(&summary, "redelivered").as_u64().unwrap();
+    let redelivered = log_field(&summary, "redelivered").as_u64().unwrap();
     // Every duplicate comes from an object the first run had started: the worker counted it.
     assert!(
         duplicates <= redelivered,
@@ -172,8 +159,8 @@ async fn sigterm_drains_checkpoints_and_exits_zero() {
     assert!(status.success(), "{summary2}");
     let duplicates = check_nothing_lost(&env, &want);
     assert_eq!(duplicates, 0, "a graceful stop must not cause duplicates");
-    let first_objects = field(&summary, "objects").as_u64().unwrap();
-    let second_objects = field(&summary2, "objects").as_u64().unwrap();
+    let first_objects = log_field(&summary, "objects").as_u64().unwrap();
+    let second_objects = log_field(&summary2, "objects").as_u64().unwrap();
     assert_eq!(
         first_objects + second_objects,
         OBJECTS as u64,

@@ -14,10 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use common::moto::Moto;
 
 use common::*;
-use kube::CustomResourceExt;
-use kube::api::{Api, PostParams};
 use kube_test_server::TestServer;
-use s3_sentinel_api::connector::S3SentinelConnector;
 use s3_sentinel_emulator::{EmulatorConfig, FaultPlan, RunningEmulator};
 use s3_sentinel_parse::LogFormat;
 use std::collections::BTreeSet;
@@ -68,21 +65,10 @@ fn write_config(env: &Env) -> std::path::PathBuf {
     path
 }
 
+/// The connector in the in-process Kubernetes API test server, served on loopback, and a kubeconfig
+/// for the worker processes.
 async fn kube_server(dir: &Path) -> (TestServer, std::path::PathBuf) {
-    let server = TestServer::new();
-    server.register_crd(&S3SentinelConnector::crd());
-    let yaml = include_str!("../../examples/connector.yaml");
-    let mut connector: S3SentinelConnector = serde_yaml::from_str(
-        yaml.split("\n---")
-            .find(|d| d.contains("kind: S3SentinelConnector"))
-            .unwrap(),
-    )
-    .unwrap();
-    connector.metadata.name = Some(CONNECTOR.into());
-    connector.metadata.namespace = Some(NS.into());
-    connector.spec.source.bucket = BUCKET.into();
-    let api: Api<S3SentinelConnector> = Api::namespaced(server.client(), NS);
-    api.create(&PostParams::default(), &connector).await.unwrap();
+    let server = common::cluster::server_with_connector(NS, CONNECTOR, BUCKET).await;
     let addr = server.serve_tcp("worker").await.unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, TestServer::kubeconfig(addr, NS)).unwrap();
@@ -130,17 +116,9 @@ fn terminate(worker: Worker) -> u64 {
         "{} did not exit cleanly on SIGTERM: {status:?}\n{stderr}",
         worker.name
     );
-    let summary = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "worker stopped" || v["message"] == "worker stopped")
-        .unwrap_or_else(|| panic!("no summary from {}:\n{stderr}", worker.name));
-    let fields = if summary["fields"].is_object() {
-        &summary["fields"]
-    } else {
-        &summary
-    };
-    fields["redelivered"].as_u64().unwrap()
+    let summary =
+        stopped_summary(&stderr).unwrap_or_else(|| panic!("no summary from {}:\n{stderr}", worker.name));
+    log_field(&summary, "redelivered").as_u64().unwrap()
 }
 
 async fn wait_accepted(emulator: &RunningEmulator, at_least: usize, what: &str) {
@@ -156,9 +134,7 @@ async fn wait_accepted(emulator: &RunningEmulator, at_least: usize, what: &str) 
 }
 
 async fn status_workers(server: &TestServer) -> serde_json::Value {
-    let api: Api<S3SentinelConnector> = Api::namespaced(server.client(), NS);
-    let c = api.get(CONNECTOR).await.unwrap();
-    serde_json::to_value(c.status.unwrap_or_default()).unwrap()["workers"].clone()
+    common::cluster::status_workers(server, NS, CONNECTOR).await
 }
 
 /// Waits until the status lists `pods` (entries of stopped pods stay until the operator removes them).
@@ -381,34 +357,8 @@ async fn sqs_mode_scale_up_kill_scale_down_and_restart_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s3 = moto.s3();
     let sqs = moto.sqs();
-    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name("s3-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    {
-        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-        let queue = QueueConfiguration::builder()
-            .queue_arn(Moto::queue_arn("s3-events"))
-            .events(Event::S3ObjectCreated)
-            .build()
-            .unwrap();
-        s3.put_bucket_notification_configuration()
-            .bucket(BUCKET)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .queue_configurations(queue)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
+    let queue_url = moto.bucket_and_queue(BUCKET, "s3-events").await;
+    moto.notify_on_create(BUCKET, "s3-events", &queue_url).await;
     let emulator = common::start_emulator(EmulatorConfig::default().with_faults(slow_emulator())).await;
     common::write_secrets(dir.path(), common::moto::ACCESS_KEY, common::moto::SECRET_KEY);
 

@@ -39,16 +39,7 @@ impl SqsEnv {
         let dir = tempfile::tempdir().unwrap();
         let s3 = moto.s3();
         let sqs = moto.sqs();
-        s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(QUEUE)
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_owned();
+        let queue_url = moto.bucket_and_queue(BUCKET, QUEUE).await;
         let emulator = common::start_emulator(EmulatorConfig::default().with_faults(faults)).await;
         common::write_secrets(dir.path(), common::moto::ACCESS_KEY, common::moto::SECRET_KEY);
         Some(SqsEnv {
@@ -64,29 +55,7 @@ impl SqsEnv {
     /// S3 sends `s3:ObjectCreated:*` events of the bucket to the queue; the test event S3 (and moto)
     /// sends on saving the configuration is purged.
     async fn notify_on_create(&self) {
-        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-        let queue = QueueConfiguration::builder()
-            .queue_arn(Moto::queue_arn(QUEUE))
-            .events(Event::S3ObjectCreated)
-            .build()
-            .unwrap();
-        self.s3
-            .put_bucket_notification_configuration()
-            .bucket(BUCKET)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .queue_configurations(queue)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        self.sqs
-            .purge_queue()
-            .queue_url(&self.queue_url)
-            .send()
-            .await
-            .unwrap();
+        self.moto.notify_on_create(BUCKET, QUEUE, &self.queue_url).await;
     }
 
     /// The worker config: SQS mode on this queue (`sqs_extra` appended to `sqs:`), cloudtrail under

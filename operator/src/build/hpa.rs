@@ -119,17 +119,10 @@ fn metric_spec(v: &ValidatedConnector, metric: ScalingMetric) -> MetricSpec {
 mod tests {
     use super::*;
     use crate::controller::fixtures;
-    use crate::controller::validate::validate;
     use s3_sentinel_api::connector::{BacklogScalingSpec, S3SentinelConnector, SqsSpec};
 
     fn hpa(c: &S3SentinelConnector, hold: Option<BreakerHold>) -> HorizontalPodAutoscalerSpec {
-        let v = validate(
-            c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(c).unwrap();
         build(&v, hold).unwrap().spec.unwrap()
     }
 

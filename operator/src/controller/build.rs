@@ -69,16 +69,7 @@ mod tests {
     use s3_sentinel_api::WorkerConfig;
 
     fn desired(c: &s3_sentinel_api::connector::S3SentinelConnector) -> DesiredObjects {
-        build(
-            &validate(
-                c,
-                &fixtures::secrets(),
-                &Default::default(),
-                &fixtures::defaults(),
-            )
-            .unwrap(),
-            Observed::default(),
-        )
+        build(&fixtures::validate_with_fixtures(c).unwrap(), Observed::default())
     }
 
     fn pod(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
@@ -256,21 +247,7 @@ mod tests {
         let mut c = fixtures::connector();
         c.spec.batching.batch_size = 250;
         let b = desired(&c);
-        let hash = |d: &DesiredObjects| {
-            d.deployment
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[labels::CONFIG_HASH_ANNOTATION]
-                .clone()
-        };
-        assert_ne!(hash(&a), hash(&b));
+        assert_ne!(config_hash(&a), config_hash(&b));
         assert_ne!(a.config_map, b.config_map);
         assert_eq!(
             (&a.service, &a.pdb, &a.hpa, &a.service_account),
@@ -330,21 +307,27 @@ mod tests {
         let b = desired_with(
             r#"{"columns": [{"name": "TimeGenerated", "type": "datetime"}, {"name": "x", "type": "string"}]}"#,
         );
-        let hash = |d: &DesiredObjects| {
-            d.deployment
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[labels::CONFIG_HASH_ANNOTATION]
-                .clone()
-        };
-        assert_ne!(hash(&a), hash(&b), "a ConfigMap edit rolls the worker pods");
+        assert_ne!(
+            config_hash(&a),
+            config_hash(&b),
+            "a ConfigMap edit rolls the worker pods"
+        );
+    }
+
+    /// The config-hash annotation of the worker pod template (a change rolls the pods).
+    fn config_hash(d: &DesiredObjects) -> String {
+        d.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[labels::CONFIG_HASH_ANNOTATION]
+            .clone()
     }
 
     #[test]
@@ -376,13 +359,7 @@ mod tests {
                 .unwrap()
                 .contains_key("eks.amazonaws.com/role-arn")
         );
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&c).unwrap();
         assert!(matches!(v.replicas, Replicas::Autoscaled { .. }));
     }
 

@@ -1,7 +1,7 @@
 //! Sample connectors and Secrets shared by the unit tests, the integration tests and the manifest dump
 //! (`crdgen --dump-objects`) that the chart checks validate against the Kubernetes schemas.
 
-use super::validate::OperatorDefaults;
+use super::validate::{OperatorDefaults, ValidatedConnector, ValidationError, validate};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,6 +20,13 @@ pub fn defaults() -> OperatorDefaults {
     OperatorDefaults {
         worker_image: "ghcr.io/s3-sentinel/s3-sentinel-worker:0.1.0".into(),
     }
+}
+
+/// Validates `connector` against the fixture Secrets, no ConfigMaps and the fixture defaults.
+pub fn validate_with_fixtures(
+    connector: &S3SentinelConnector,
+) -> Result<ValidatedConnector, Vec<ValidationError>> {
+    validate(connector, &secrets(), &BTreeMap::new(), &defaults())
 }
 
 /// A CloudTrail connector with Secret-based AWS and Entra credentials, autoscaled 1–4.

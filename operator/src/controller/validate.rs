@@ -804,13 +804,7 @@ mod tests {
 
     #[test]
     fn fixture_validates_and_renders_a_config_the_worker_accepts() {
-        let v = validate(
-            &fixtures::connector(),
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&fixtures::connector()).unwrap();
         let parsed = WorkerConfig::from_yaml(&v.config_yaml).unwrap();
         assert_eq!(parsed, v.worker_config);
         assert_eq!(parsed.aws.bucket, "my-cloudtrail-logs");
@@ -889,13 +883,7 @@ mod tests {
         let mut c = fixtures::connector();
         c.spec.source.prefixes = vec!["AWSLogs/".into(), "AWSLogs/1/".into()];
         c.spec.scaling.min_replicas = 9;
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         let fields: Vec<String> = errors
             .iter()
             .map(|e| match e {
@@ -911,13 +899,7 @@ mod tests {
         let mut c = fixtures::connector();
         c.spec.suspend = true;
         c.spec.sentinel.auth = fixtures::workload_identity_auth();
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&c).unwrap();
         assert_eq!(v.replicas, Replicas::Suspended);
         assert_eq!(v.replicas.deployment_replicas(), Some(0));
         assert!(v.workload_identity);
@@ -930,31 +912,13 @@ mod tests {
 
     #[test]
     fn hash_changes_with_the_config_and_only_then() {
-        let a = validate(
-            &fixtures::connector(),
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let a = fixtures::validate_with_fixtures(&fixtures::connector()).unwrap();
         let mut c = fixtures::connector();
         c.spec.worker.node_selector.insert("pool".into(), "logs".into());
-        let b = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let b = fixtures::validate_with_fixtures(&c).unwrap();
         assert_eq!(a.config_hash, b.config_hash);
         c.spec.batching.batch_size = 500;
-        let d = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let d = fixtures::validate_with_fixtures(&c).unwrap();
         assert_ne!(a.config_hash, d.config_hash);
     }
 
@@ -974,13 +938,7 @@ mod tests {
             "https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail-events",
         ));
         c.spec.coordination.partitions = 16;
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&c).unwrap();
         assert!(v.sqs_mode);
         let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
         assert_eq!(
@@ -1002,12 +960,7 @@ mod tests {
             let mut c = fixtures::connector();
             c.spec.source.sqs = Some(sqs(url));
             c.spec.source.allow_insecure_http = insecure;
-            match validate(
-                &c,
-                &fixtures::secrets(),
-                &Default::default(),
-                &fixtures::defaults(),
-            ) {
+            match fixtures::validate_with_fixtures(&c) {
                 Ok(_) => None,
                 Err(errors) => Some(
                     errors
@@ -1048,13 +1001,7 @@ mod tests {
         c.spec.scaling.backlog = Some(s3_sentinel_api::connector::BacklogScalingSpec {
             target_per_replica: 20,
         });
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&c).unwrap();
         assert!(matches!(
             v.replicas,
             Replicas::Autoscaled {
@@ -1063,13 +1010,7 @@ mod tests {
             }
         ));
         c.spec.source.sqs = Some(sqs("https://sqs.us-east-1.amazonaws.com/123456789012/q"));
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&c).unwrap();
         assert!(matches!(
             v.replicas,
             Replicas::Autoscaled {
@@ -1083,13 +1024,7 @@ mod tests {
     fn names_that_cannot_label_objects_are_refused() {
         let mut c = fixtures::connector();
         c.metadata.name = Some("9-lives".into());
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         assert!(errors[0].to_string().starts_with("metadata.name:"), "{errors:?}");
     }
 
@@ -1129,13 +1064,7 @@ mod tests {
 
     #[test]
     fn without_a_declaration_the_worker_defaults_are_rendered_and_nothing_is_checked() {
-        let v = validate(
-            &fixtures::connector(),
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&fixtures::connector()).unwrap();
         let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
         assert_eq!(doc["parser"]["oversize_fields"], "count");
         assert_eq!(doc["sentinel"]["schema_violations"], "count");
@@ -1161,13 +1090,7 @@ mod tests {
         });
         c.spec.sentinel.schema_violations = SchemaViolationPolicy::DeadLetter;
         c.spec.parser.oversize_fields = s3_sentinel_api::connector::OversizeFieldPolicy::Truncate;
-        let v = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap();
+        let v = fixtures::validate_with_fixtures(&c).unwrap();
         let doc: serde_json::Value = serde_yaml::from_str(&v.config_yaml).unwrap();
         assert_eq!(doc["parser"]["oversize_fields"], "truncate");
         assert_eq!(doc["sentinel"]["schema_violations"], "dead_letter");
@@ -1197,13 +1120,7 @@ mod tests {
             ]),
             config_map_ref: None,
         });
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         assert_eq!(
             messages(&errors),
             [
@@ -1212,13 +1129,7 @@ mod tests {
             ]
         );
         c.spec.sentinel.stream_declaration.as_mut().unwrap().columns = Some(Vec::new());
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         assert!(
             errors[0]
                 .to_string()
@@ -1231,13 +1142,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .config_map_ref = declaration_from("x", "y").config_map_ref;
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         assert_eq!(
             messages(&errors),
             ["spec.sentinel.streamDeclaration: needs exactly one of columns and configMapRef"]
@@ -1248,13 +1153,7 @@ mod tests {
     fn dead_letter_without_a_declaration_is_refused() {
         let mut c = fixtures::connector();
         c.spec.sentinel.schema_violations = SchemaViolationPolicy::DeadLetter;
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         assert_eq!(
             messages(&errors),
             [
@@ -1303,13 +1202,7 @@ mod tests {
     fn a_missing_config_map_key_or_declaration_is_an_actionable_problem() {
         let mut c = fixtures::connector();
         c.spec.sentinel.stream_declaration = Some(declaration_from("cloudtrail-stream", "stream.json"));
-        let errors = validate(
-            &c,
-            &fixtures::secrets(),
-            &Default::default(),
-            &fixtures::defaults(),
-        )
-        .unwrap_err();
+        let errors = fixtures::validate_with_fixtures(&c).unwrap_err();
         assert_eq!(errors[0].reason(), "ConfigMapNotFound");
         assert_eq!(
             messages(&errors),

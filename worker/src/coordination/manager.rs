@@ -137,26 +137,21 @@ impl PartitionManager {
     /// One coordination round (see the module documentation).
     async fn tick(&mut self) -> Result<(), CoordinationError> {
         let me = self.settings.identity.clone();
-        let membership = self.renew_membership().await;
-        let selector = format!("{CONNECTOR_LABEL}={}", self.scope.connector);
-        let listed = match &membership {
-            Ok(()) => self
-                .api
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|source| CoordinationError::Api {
-                    what: "list leases".into(),
-                    source,
-                }),
-            Err(_) => Err(CoordinationError::Config("membership not renewed".into())),
-        };
-        // Held partitions are renewed, or dropped when they could not be renewed for too long, even
-        // when the API server is unreachable: a replica that cannot renew must stop reading before its
-        // Leases expire for the others.
+        // Held partitions first, whatever happens next: they are renewed, or dropped when they could
+        // not be renewed for too long, so a replica that cannot reach the API server stops reading
+        // before its Leases expire for the others.
         self.renew_held().await;
         self.publish();
-        membership?;
-        let leases = listed?;
+        self.renew_membership().await?;
+        let selector = format!("{CONNECTOR_LABEL}={}", self.scope.connector);
+        let leases = self
+            .api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| CoordinationError::Api {
+                what: "list leases".into(),
+                source,
+            })?;
         let names: HashSet<String> = leases
             .items
             .iter()
@@ -362,6 +357,8 @@ impl PartitionManager {
         previous_generations: &[Lease],
     ) {
         let me = self.settings.identity.clone();
+        // Decoded at most once per round, and only when a new partition is seeded.
+        let mut previous_states: Option<Vec<Option<CheckpointState>>> = None;
         for p in share {
             if self.held.contains_key(p) {
                 continue;
@@ -397,29 +394,36 @@ impl PartitionManager {
                 }
             };
             let store = Arc::new(LeaseCheckpointStore::new(Arc::clone(&lease)));
-            if creating && !previous_generations.is_empty() {
+            let seeded = if creating && !previous_generations.is_empty() {
                 // The partition count changed: start from what the previous Leases recorded for
                 // this partition's keys, so nothing they finished is skipped or lost.
-                let seed = seed_from_previous(
-                    previous_generations,
-                    *p,
-                    self.settings.partitions,
-                    &self.settings.bucket,
-                );
+                let bucket = &self.settings.bucket;
+                let states =
+                    previous_states.get_or_insert_with(|| decode_previous(previous_generations, bucket));
+                let seed = seed_from_previous(states, *p, self.settings.partitions, bucket);
                 match store.save(&seed).await {
-                    Ok(()) => info!(
-                        partition = p,
-                        from_leases = previous_generations.len(),
-                        "seeded a new partition from the leases of the previous partition count"
-                    ),
+                    Ok(()) => {
+                        info!(
+                            partition = p,
+                            from_leases = previous_generations.len(),
+                            "seeded a new partition from the leases of the previous partition count"
+                        );
+                        Some(seed)
+                    }
                     Err(error) => {
                         warn!(partition = p, %error, "unable to seed the new partition's checkpoint; retrying");
                         let _ = lease.release().await;
                         continue;
                     }
                 }
-            }
-            let state = match load_or_new(store.as_ref(), &self.settings.bucket).await {
+            } else {
+                None
+            };
+            let loaded = match seeded {
+                Some(seed) => Ok(seed),
+                None => load_or_new(store.as_ref(), &self.settings.bucket).await,
+            };
+            let state = match loaded {
                 Ok(state) => state,
                 Err(error) => {
                     // Release it and say why; every round retries (an operator may fix or delete the annotation).
@@ -488,46 +492,48 @@ async fn release(p: u32, held: HeldPartition, metrics: &Metrics) {
     metrics.lease_events.with_label_values(&["released"]).inc();
 }
 
+/// The checkpoints of the Leases of another partition count, decoded once per round: `None` for a Lease
+/// without a readable checkpoint of `bucket`.
+pub fn decode_previous(previous: &[Lease], bucket: &str) -> Vec<Option<CheckpointState>> {
+    previous
+        .iter()
+        .map(|lease| {
+            let name = lease.metadata.name.clone().unwrap_or_default();
+            let text = lease.metadata.annotations.as_ref()?.get(CHECKPOINT_ANNOTATION)?;
+            match store::decode(&name, text) {
+                Ok(state) => Some(state).filter(|s| s.bucket == bucket),
+                Err(error) => {
+                    warn!(%error, "ignoring an unreadable checkpoint of a previous partition count");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// The checkpoint a new partition `p` (of `partitions`) starts from after the partition count changed:
 /// the previous Leases' progress merged so that nothing is assumed done that was not. Per prefix, the
 /// LastModified watermark is the *oldest* of theirs (or none when any of them had none); keys they
 /// finished above their watermarks and keys in progress are kept when they belong to `p`. Keys one
 /// of them had covered by a newer watermark are read again: duplicates, counted, never loss.
-pub fn seed_from_previous(previous: &[Lease], p: u32, partitions: u32, bucket: &str) -> CheckpointState {
-    let states: Vec<CheckpointState> = previous
-        .iter()
-        .map(|lease| {
-            let name = lease.metadata.name.clone().unwrap_or_default();
-            lease
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CHECKPOINT_ANNOTATION))
-                .map_or(Ok(None), |text| store::decode(&name, text).map(Some))
-        })
-        .filter_map(|r| match r {
-            Ok(state) => state,
-            Err(error) => {
-                warn!(%error, "ignoring an unreadable checkpoint of a previous partition count");
-                None
-            }
-        })
-        .filter(|s| s.bucket == bucket)
-        .collect();
+pub fn seed_from_previous(
+    previous: &[Option<CheckpointState>],
+    p: u32,
+    partitions: u32,
+    bucket: &str,
+) -> CheckpointState {
+    let states: Vec<&CheckpointState> = previous.iter().flatten().collect();
     let mut seed = CheckpointState::new(bucket);
     let mine = |key: &str| partition_of(key, partitions) == p;
     let prefixes: BTreeSet<String> = states.iter().flat_map(|s| s.prefixes.keys().cloned()).collect();
     for prefix in prefixes {
-        let watermarks: Vec<_> = states
+        // A previous partition without a checkpoint, or without a watermark for the prefix, may hold
+        // unfinished keys of any age: then no watermark at all.
+        let watermarks: Option<Vec<_>> = previous
             .iter()
-            .map(|s| s.prefixes.get(&prefix).and_then(|pp| pp.modified_before))
+            .map(|s| s.as_ref().and_then(|s| s.prefixes.get(&prefix)?.modified_before))
             .collect();
-        // A previous partition without a watermark for the prefix may hold unfinished keys of any age.
-        let oldest = if watermarks.len() == previous.len() && watermarks.iter().all(Option::is_some) {
-            watermarks.into_iter().flatten().min()
-        } else {
-            None
-        };
+        let oldest = watermarks.and_then(|w| w.into_iter().min());
         if let Some(before) = oldest {
             seed.advance_modified_before(&prefix, before);
         }

@@ -81,11 +81,6 @@ pub fn assignment(partitions: u32, members: &BTreeSet<String>) -> BTreeMap<u32, 
     out
 }
 
-/// The replica that should hold `partition` among `members` (none when `members` is empty).
-pub fn owner_of(partition: u32, partitions: u32, members: &BTreeSet<String>) -> Option<String> {
-    assignment(partitions, members).remove(&partition)
-}
-
 /// The partitions that `me` should hold when `members` are alive. `me` is counted as alive.
 pub fn assigned(partitions: u32, members: &BTreeSet<String>, me: &str) -> BTreeSet<u32> {
     let mut all = members.clone();
@@ -218,6 +213,6 @@ mod tests {
     #[test]
     fn me_is_always_counted() {
         assert_eq!(assigned(4, &BTreeSet::new(), "solo").len(), 4);
-        assert!(owner_of(0, 4, &BTreeSet::new()).is_none());
+        assert!(assignment(4, &BTreeSet::new()).is_empty());
     }
 }

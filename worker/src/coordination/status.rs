@@ -7,7 +7,7 @@
 //! its entry: the operator removes entries of pods that are gone and adds their totals to
 //! `status.retiredTotals`, so the connector's totals do not drop on a rollout or scale-in.
 //!
-//! The figures come from this process's own Prometheus registry, so the status and `/metrics` never
+//! The figures come from this process's own Prometheus counters, so the status and `/metrics` never
 //! disagree: rates are the change of the counters over the last interval. The entry's `preflight` list
 //! is the latest preflight report ([`crate::preflight::periodic`]), only borrowed here: the checks run
 //! in their own task at their own interval, never in this loop.
@@ -17,10 +17,10 @@ use crate::preflight::Status as CheckStatus;
 use crate::preflight::periodic::{self, Latest};
 use crate::telemetry::Metrics;
 use crate::telemetry::schema_findings::Finding;
+use crate::telemetry::stats::sum_counters;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use prometheus::proto::MetricFamily;
 use s3_sentinel_api::connector::S3SentinelConnector;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -43,38 +43,17 @@ pub struct Totals {
     pub dead_lettered: u64,
 }
 
-fn sum(families: &[MetricFamily], name: &str, skip: Option<(&str, &[&str])>) -> f64 {
-    families
-        .iter()
-        .filter(|f| f.name() == name)
-        .flat_map(|f| f.get_metric())
-        .filter(|m| {
-            skip.is_none_or(|(label, values)| {
-                !m.get_label()
-                    .iter()
-                    .any(|l| l.name() == label && values.contains(&l.value()))
-            })
-        })
-        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
-        .sum()
-}
-
-/// Reads the totals reported in the status from `metrics`.
+/// Reads the totals reported in the status from `metrics`' own counters (summed over their labels).
 pub fn totals(metrics: &Metrics) -> Totals {
-    let f = metrics.registry.gather();
-    let n = |name: &str| sum(&f, name, None).max(0.0) as u64;
+    let n = |c: &prometheus::IntCounterVec| sum_counters(c).max(0.0) as u64;
+    let accepted_requests = metrics.sentinel_requests.with_label_values(&["accepted"]).get();
     Totals {
-        records: n("s3sentinel_records_processed_total"),
-        bytes: n("s3sentinel_processed_bytes_total"),
-        objects: n("s3sentinel_objects_processed_total"),
-        failures: n("s3sentinel_objects_failed_total")
-            + sum(
-                &f,
-                "s3sentinel_sentinel_requests_total",
-                Some(("outcome", &["accepted"])),
-            )
-            .max(0.0) as u64,
-        dead_lettered: n("s3sentinel_records_dead_lettered_total"),
+        records: n(&metrics.records_processed),
+        bytes: n(&metrics.bytes_processed),
+        objects: n(&metrics.objects_processed),
+        failures: n(&metrics.objects_failed)
+            + n(&metrics.sentinel_requests).saturating_sub(accepted_requests),
+        dead_lettered: n(&metrics.records_dead_lettered),
     }
 }
 
@@ -438,11 +417,11 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let table = crate::telemetry::schema_findings::SchemaFindings::default();
-        table.record("SrcIp", "undeclared", t0);
-        table.record("SrcIp", "undeclared", t0);
-        table.record("Bytes", "type", t0);
+        table.record("SrcIp", "undeclared", || t0);
+        table.record("SrcIp", "undeclared", || t0);
+        table.record("Bytes", "type", || t0);
         for i in 0..20 {
-            table.record(&format!("c{i:02}"), "undeclared", t0);
+            table.record(&format!("c{i:02}"), "undeclared", || t0);
         }
         let v = schema_findings(&table.snapshot());
         let list = v.as_array().unwrap();

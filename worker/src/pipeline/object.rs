@@ -455,7 +455,7 @@ impl RecordSink for ChunkSink<'_> {
         self.shared
             .metrics
             .schema_findings
-            .record_n(field, "not_in_table", values, chrono::Utc::now());
+            .record_n(field, "not_in_table", values, chrono::Utc::now);
     }
 
     fn reject(&mut self, rejection: Rejection<'_>) -> Result<(), SinkClosed> {

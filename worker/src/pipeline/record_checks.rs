@@ -90,7 +90,6 @@ impl RecordChecks {
         if schema.check(checked, &mut scratch.mismatches).is_err() || scratch.mismatches.is_empty() {
             return verdict;
         }
-        let now = chrono::Utc::now();
         for m in &scratch.mismatches {
             self.metrics
                 .schema_mismatches
@@ -98,7 +97,7 @@ impl RecordChecks {
                 .inc();
             self.metrics
                 .schema_findings
-                .record(&m.column, m.kind.as_str(), now);
+                .record(&m.column, m.kind.as_str(), chrono::Utc::now);
         }
         let action = match self.violations {
             SchemaViolations::Count => "sent",

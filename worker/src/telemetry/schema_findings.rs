@@ -29,8 +29,9 @@ pub struct Finding {
     pub first_seen: DateTime<Utc>,
 }
 
-/// (column, kind) → (count, first seen).
-type Table = BTreeMap<(String, &'static str), (u64, DateTime<Utc>)>;
+/// kind → column → (count, first seen). Keyed by kind first so a lookup by `&str` column needs no
+/// allocation: this is on the record path whenever records mismatch.
+type Table = BTreeMap<&'static str, BTreeMap<String, (u64, DateTime<Utc>)>>;
 
 /// The shared table (cheap to clone).
 #[derive(Debug, Clone, Default)]
@@ -39,20 +40,25 @@ pub struct SchemaFindings {
 }
 
 impl SchemaFindings {
-    /// Records one mismatch of `column`.
-    pub fn record(&self, column: &str, kind: &'static str, now: DateTime<Utc>) {
+    /// Records one mismatch of `column`; `now` is called only for a column not seen before.
+    pub fn record(&self, column: &str, kind: &'static str, now: impl FnOnce() -> DateTime<Utc>) {
         self.record_n(column, kind, 1, now);
     }
 
-    /// Records `n` mismatches of `column`.
-    pub fn record_n(&self, column: &str, kind: &'static str, n: u64, now: DateTime<Utc>) {
+    /// Records `n` mismatches of `column`; `now` is called only for a column not seen before.
+    pub fn record_n(&self, column: &str, kind: &'static str, n: u64, now: impl FnOnce() -> DateTime<Utc>) {
         let Ok(mut table) = self.inner.lock() else { return };
-        let key = if table.contains_key(&(column.to_owned(), kind)) || table.len() < MAX_COLUMNS {
-            (column.to_owned(), kind)
-        } else {
-            (OTHER.to_owned(), kind)
-        };
-        let entry = table.entry(key).or_insert((0, now));
+        if let Some(entry) = table.get_mut(kind).and_then(|columns| columns.get_mut(column)) {
+            entry.0 += n;
+            return;
+        }
+        let entries: usize = table.values().map(BTreeMap::len).sum();
+        let column = if entries < MAX_COLUMNS { column } else { OTHER };
+        let entry = table
+            .entry(kind)
+            .or_default()
+            .entry(column.to_owned())
+            .or_insert_with(|| (0, now()));
         entry.0 += n;
     }
 
@@ -63,11 +69,13 @@ impl SchemaFindings {
         };
         let mut out: Vec<Finding> = table
             .iter()
-            .map(|((column, kind), (count, first_seen))| Finding {
-                column: column.clone(),
-                kind,
-                count: *count,
-                first_seen: *first_seen,
+            .flat_map(|(kind, columns)| {
+                columns.iter().map(|(column, (count, first_seen))| Finding {
+                    column: column.clone(),
+                    kind,
+                    count: *count,
+                    first_seen: *first_seen,
+                })
             })
             .collect();
         out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.column.cmp(&b.column)));
@@ -84,9 +92,9 @@ mod tests {
         let f = SchemaFindings::default();
         let t0 = Utc::now();
         let t1 = t0 + chrono::Duration::seconds(5);
-        f.record("SourceIp", "undeclared", t0);
-        f.record("SourceIp", "undeclared", t1);
-        f.record("Bytes", "type", t1);
+        f.record("SourceIp", "undeclared", || t0);
+        f.record("SourceIp", "undeclared", || t1);
+        f.record("Bytes", "type", || t1);
         let s = f.snapshot();
         assert_eq!(s[0].column, "SourceIp");
         assert_eq!((s[0].count, s[0].first_seen), (2, t0));
@@ -95,14 +103,14 @@ mod tests {
             ("Bytes", "type", 1)
         );
         for i in 0..100 {
-            f.record(&format!("junk{i}"), "undeclared", t1);
+            f.record(&format!("junk{i}"), "undeclared", || t1);
         }
         let s = f.snapshot();
         assert_eq!(s.len(), MAX_COLUMNS + 1, "capped, plus the overflow entry");
         let other = s.iter().find(|x| x.column == OTHER).unwrap();
         assert_eq!(other.count, 100 - (MAX_COLUMNS as u64 - 2));
         // Known columns keep counting after the cap.
-        f.record("SourceIp", "undeclared", t1);
+        f.record("SourceIp", "undeclared", || t1);
         assert_eq!(
             f.snapshot()
                 .iter()

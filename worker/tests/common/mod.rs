@@ -312,3 +312,20 @@ pub async fn wait_for(what: &str, timeout: std::time::Duration, mut condition: i
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The `worker stopped` summary line a worker process logs on exit (JSON logs), from its stderr.
+pub fn stopped_summary(stderr: &str) -> Option<serde_json::Value> {
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| log_field(v, "message") == "worker stopped")
+}
+
+/// A field of a JSON log line, whether the formatter nests event fields under `fields` or not.
+pub fn log_field<'a>(line: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    if line["fields"].is_object() {
+        &line["fields"][name]
+    } else {
+        &line[name]
+    }
+}

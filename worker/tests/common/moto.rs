@@ -134,6 +134,48 @@ impl Moto {
     pub fn queue_arn(queue: &str) -> String {
         format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}")
     }
+
+    /// Creates `bucket` and an empty `queue`; returns the queue URL.
+    pub async fn bucket_and_queue(&self, bucket: &str, queue: &str) -> String {
+        self.s3().create_bucket().bucket(bucket).send().await.unwrap();
+        self.sqs()
+            .create_queue()
+            .queue_name(queue)
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Makes S3 send `s3:ObjectCreated:*` events of `bucket` to `queue`, then purges the test event S3
+    /// (and moto) sends on saving the configuration.
+    pub async fn notify_on_create(&self, bucket: &str, queue: &str, queue_url: &str) {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let target = QueueConfiguration::builder()
+            .queue_arn(Moto::queue_arn(queue))
+            .events(Event::S3ObjectCreated)
+            .build()
+            .unwrap();
+        self.s3()
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(target)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        self.sqs()
+            .purge_queue()
+            .queue_url(queue_url)
+            .send()
+            .await
+            .unwrap();
+    }
 }
 
 impl Drop for Moto {
